@@ -1,0 +1,58 @@
+# One-command entry points: `make demo` and `make test` (see README).
+SHELL := /bin/bash
+PYTHON ?= python3
+# JupyterHub line to run against: 6 (default) or 5 (what the z2jh chart ships).
+JUPYTERHUB_LINE ?= 6
+ifeq ($(JUPYTERHUB_LINE),5)
+VENV ?= .venv-hub5
+JUPYTERHUB_SPEC := jupyterhub==5.5.*
+else
+VENV ?= .venv
+JUPYTERHUB_SPEC := jupyterhub>=6.1,<7
+endif
+BIN := $(VENV)/bin
+SOURCES := setup.cfg pyproject.toml $(shell find jupyterhub_civis spawner query_cache -type f -not -path '*/__pycache__/*')
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup setup-test proxy chromium lint bench clean
+
+demo: setup proxy
+	$(BIN)/jupyterhub -f config/local/jupyterhub_config.py
+
+test: setup-test proxy chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: $(VENV)/.civis-installed
+
+$(VENV)/.civis-installed: $(SOURCES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(JUPYTERHUB_SPEC)" jupyterlab ipykernel .
+	$(BIN)/python -m pip install -q --no-deps --force-reinstall .
+	touch $@
+
+setup-test: setup $(VENV)/.civis-test-installed
+
+$(VENV)/.civis-test-installed: setup.cfg
+	$(BIN)/python -m pip install -q "$(JUPYTERHUB_SPEC)" ".[test]"
+	$(BIN)/python -m pip install -q --no-deps --force-reinstall .
+	touch $@
+
+proxy: node_modules/.bin/configurable-http-proxy
+
+node_modules/.bin/configurable-http-proxy: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: setup-test
+	$(BIN)/ruff check .
+
+bench: setup proxy
+	$(BIN)/python bench/spawn.py
+
+clean:
+	rm -rf .demo build dist *.egg-info

@@ -1,0 +1,24 @@
+"""Spawners that give every named server its own environment.
+
+``CivisSpawner`` is the environment layer (a mixin) shared by every backend;
+``CivisLocalSpawner`` runs servers as local processes.
+"""
+
+from .base import CivisSpawner, EnvironmentUnavailable, SpawnRejected
+from .catalog import Catalog, CatalogError, Environment, parse_catalog
+from .local import CivisLocalSpawner
+from .options import OptionsError, Selection, parse_user_options
+
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "CivisLocalSpawner",
+    "CivisSpawner",
+    "Environment",
+    "EnvironmentUnavailable",
+    "OptionsError",
+    "Selection",
+    "SpawnRejected",
+    "parse_catalog",
+    "parse_user_options",
+]

@@ -1,0 +1,356 @@
+"""The environment layer that every Civis spawner backend shares.
+
+``CivisSpawner`` is a mixin placed before a JupyterHub spawner class::
+
+    class CivisLocalSpawner(CivisSpawner, SimpleLocalProcessSpawner): ...
+
+It owns everything about *which environment* a named server runs: the admin
+catalog, validation of ``user_options`` (REST API) and of the spawn form, the
+per-server memory of the choice, progress messages and the environment
+variables that tell a server what it runs. Operators configure it as
+``c.CivisSpawner.<trait>``; those settings apply to every backend.
+
+The contract for a backend
+--------------------------
+A backend subclass provides:
+
+``requires_image`` (class attribute)
+    True for container backends: every catalog entry must name an image.
+
+``async prepare_environment(self, environment, selection, emit) -> dict``
+    Make the chosen environment runnable for this server (build a venv,
+    choose an image, …) and return its record, a JSON-able dict with at
+    least ``name``, ``id`` and ``packages`` (and ``image`` for containers).
+    ``emit(message)`` reports a progress line on the spawn page.
+    Raise ``EnvironmentUnavailable`` with a message for the user when the
+    environment cannot be made; nothing half-made may be left behind.
+
+The backend must not override ``start()`` other than through
+``super().start()``: the mixin resolves and prepares the environment, then
+calls the backend spawner's own ``start()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+from tornado import web
+from traitlets import Bool, Dict, Integer, List, Unicode, default, validate
+from traitlets.config import Configurable
+
+from .catalog import Catalog, CatalogError, Environment, parse_catalog
+from .form import render_options_form
+from .options import OptionsError, Selection, check_server_name, options_from_form, parse_user_options
+
+STATE_KEY = "civis"
+
+
+class SpawnRejected(web.HTTPError):
+    """An HTTP 400 whose message reaches the user unchanged, on the API and the spawn page."""
+
+    def __init__(self, message: str, status_code: int = 400):
+        super().__init__(status_code, "%s", message)
+        self.jupyterhub_message = message
+
+
+class EnvironmentUnavailable(SpawnRejected):
+    """The chosen environment could not be made (e.g. a package build failed)."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
+        if detail:
+            from html import escape
+
+            self.jupyterhub_html_message = (
+                f"{escape(message.splitlines()[0])}<pre class='civis-build-log'>{escape(detail)}</pre>"
+            )
+
+
+class CivisSpawner(Configurable):
+    """Mixin: per-server environment selection shared by every Civis backend."""
+
+    requires_image = False
+
+    environments = List(
+        Dict(),
+        config=True,
+        help="""
+        The catalog of environments users choose from, one dict per environment.
+
+        Fields:
+
+        - ``name`` (required): slug used in the API and stored per server, e.g. ``"python"``.
+        - ``display_name``, ``description``: shown on the spawn page.
+        - ``image``: container image run by the Kubernetes and Docker backends
+          (required there; ignored by the local backend).
+        - ``local_prefix``: path of a Python environment on the hub's machine
+          used by the local backend as the base (default: the hub's own).
+        - ``packages``: pip requirements layered on top of the base by the
+          local backend, e.g. ``["pandas>=2.2"]``.
+        - ``resources``: any of ``cpu_limit``, ``cpu_guarantee`` (cores),
+          ``mem_limit``, ``mem_guarantee`` (bytes or strings like ``"2G"``).
+        - ``default``: exactly one entry is the default (optional with one entry).
+
+        Checked when the hub loads the config (the shipped configs call
+        ``check_config``) and on every spawn; errors name the entry and field.
+        """,
+    )
+
+    allowed_images = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="""
+        Regular expression for custom images users may type on the spawn page
+        or pass as ``user_options["image"]``. The whole image reference must
+        match (it is anchored for you), e.g.
+        ``r"registry\\.example\\.com/team/[a-z0-9-]+:[0-9.]+"``.
+
+        ``None`` (default) disables custom images: only catalog environments run.
+        """,
+    )
+
+    max_packages = Integer(
+        30,
+        config=True,
+        help="Most extra packages a user may add to one server's environment.",
+    )
+
+    allow_direct_references = Bool(
+        False,
+        config=True,
+        help="""
+        Allow extra packages given as direct URL references (``pkg @ https://…``).
+        Off by default: such references make the hub fetch arbitrary URLs.
+        """,
+    )
+
+    selection = Dict(
+        help="The validated choice for this server (persisted in the spawner state)."
+    )
+    environment_record = Dict(
+        help="What this server runs: name, id, image, packages (set by prepare_environment)."
+    )
+
+    @validate("environments")
+    def _validate_environments(self, proposal):
+        try:
+            parse_catalog(proposal.value, require_image=self.requires_image)
+        except CatalogError as e:
+            raise CatalogError(f"{type(self).__name__}: {e}") from None
+        return proposal.value
+
+    @validate("allowed_images")
+    def _validate_allowed_images(self, proposal):
+        if proposal.value is not None:
+            try:
+                re.compile(proposal.value)
+            except re.error as e:
+                raise ValueError(f"CivisSpawner.allowed_images is not a valid regex: {e}") from None
+        return proposal.value
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        # JupyterHub runs this hook before pre_spawn_hook and start(); an
+        # HTTPError raised here reaches the API caller and the spawn page as is.
+        return lambda spawner, user_options: spawner.resolve_selection()
+
+    @default("environments")
+    def _default_environments(self):
+        return [
+            {
+                "name": "python",
+                "display_name": "Python",
+                "description": "The hub's default environment.",
+                "default": True,
+            }
+        ]
+
+    @property
+    def catalog(self) -> Catalog:
+        return parse_catalog(self.environments, require_image=self.requires_image)
+
+    @classmethod
+    def check_config(cls, config) -> Catalog:
+        """Validate catalog settings from a traitlets config; raise CatalogError.
+
+        Call it at the end of ``jupyterhub_config.py`` so a broken catalog stops
+        the hub at start instead of at the first spawn.
+        """
+        return cls(config=config).catalog
+
+    # ----- choosing --------------------------------------------------------------
+
+    @property
+    def _image_pattern(self):
+        return re.compile(self.allowed_images) if self.allowed_images is not None else None
+
+    def resolve_selection(self) -> Selection:
+        """Validate ``user_options`` (or reuse the remembered choice).
+
+        A failure leaves the previously remembered choice in place, in the
+        spawner state and as the stored ``user_options``, and raises HTTP 400
+        naming the field.
+        """
+        raw = self.user_options
+        remembered = self.selection or None
+        if not raw and remembered:
+            # an empty body means "start it as it was" on every JupyterHub line
+            raw = dict(remembered)
+        try:
+            check_server_name(self.name)
+            selection = parse_user_options(
+                raw,
+                self.catalog,
+                allowed_images=self._image_pattern,
+                max_packages=self.max_packages,
+                allow_direct_references=self.allow_direct_references,
+            )
+        except OptionsError as e:
+            self._restore_user_options(remembered)
+            if (
+                e.field == "environment"
+                and remembered
+                and isinstance(raw, dict)
+                and raw.get("environment") == remembered.get("environment")
+            ):
+                raise SpawnRejected(
+                    f"environment: {remembered['environment']!r}, which this server used, is no "
+                    "longer offered on this hub; choose another environment on the spawn page"
+                ) from None
+            raise SpawnRejected(str(e)) from None
+        self.selection = selection.to_user_options()
+        self.user_options = dict(self.selection)
+        self._restore_user_options(self.selection)
+        self._resolved = selection
+        return selection
+
+    def _restore_user_options(self, options):
+        orm_spawner = getattr(self, "orm_spawner", None)
+        if orm_spawner is not None:
+            orm_spawner.user_options = dict(options) if options else {}
+
+    def environment_for(self, selection: Selection) -> Environment:
+        return self.catalog.get(selection.environment)
+
+    # ----- the spawn page -----------------------------------------------------------
+
+    @default("options_form")
+    def _default_options_form(self):
+        return self._render_options_form
+
+    def _render_options_form(self, spawner=None):
+        current = self.selection or (getattr(self, "orm_spawner", None) and self.orm_spawner.user_options) or {}
+        catalog = self.catalog
+        notice = ""
+        name = current.get("environment")
+        if name and catalog.get(name) is None:
+            notice = (
+                f"The environment {name!r} that this server used is no longer offered. "
+                "Please choose another one."
+            )
+        return render_options_form(
+            catalog,
+            current,
+            allow_custom_image=self.allowed_images is not None,
+            image_pattern=self.allowed_images,
+            notice=notice,
+        )
+
+    def options_from_form(self, formdata):
+        return options_from_form(formdata)
+
+    # ----- starting -----------------------------------------------------------------
+
+    async def start(self):
+        self._progress_events = []
+        self._progress_changed = asyncio.Event()
+        self._progress_done = False
+        started = time.monotonic()
+        try:
+            # resolved by the apply_user_options hook, unless an operator replaced it
+            selection = getattr(self, "_resolved", None) or self.resolve_selection()
+            self._resolved = None
+            environment = self.environment_for(selection)
+            self.apply_resources(environment)
+            self.emit_progress(f"Resolving environment {environment.display_name}", 5)
+            record = await self.prepare_environment(environment, selection, self.emit_progress)
+            self.environment_record = record
+            self.emit_progress(
+                f"Environment {environment.display_name} ready in "
+                f"{time.monotonic() - started:.1f} s; starting the server",
+                70,
+            )
+        finally:
+            self._progress_done = True
+            self._progress_changed.set()
+        return await super().start()
+
+    def apply_resources(self, environment: Environment) -> None:
+        for key, value in environment.resources.items():
+            setattr(self, key, value)
+
+    async def prepare_environment(self, environment, selection, emit) -> dict:
+        raise NotImplementedError("backends implement prepare_environment")
+
+    def emit_progress(self, message: str, progress: int | None = None) -> None:
+        if progress is None:
+            progress = self._progress_events[-1]["progress"] if self._progress_events else 5
+        self._progress_events.append({"progress": progress, "message": message})
+        self._progress_changed.set()
+        self.log.debug("%s: %s", self._log_name, message)
+
+    async def progress(self):
+        """Environment steps first, then whatever the backend spawner reports."""
+        sent = 0
+        while True:
+            events = getattr(self, "_progress_events", [])
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            if getattr(self, "_progress_done", True):
+                break
+            self._progress_changed.clear()
+            await self._progress_changed.wait()
+        async for event in super().progress():
+            yield event
+
+    def environment_env(self) -> dict:
+        record = self.environment_record or {}
+        if not record:
+            return {}
+        env = {
+            "CIVIS_ENVIRONMENT": record["name"],
+            "CIVIS_ENVIRONMENT_ID": record.get("id") or "",
+            "CIVIS_ENVIRONMENT_JSON": json.dumps(record, sort_keys=True),
+        }
+        if record.get("image"):
+            env["CIVIS_IMAGE"] = record["image"]
+        return env
+
+    def get_env(self):
+        env = super().get_env()
+        env.update(self.environment_env())
+        return env
+
+    # ----- state --------------------------------------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        state[STATE_KEY] = {"selection": self.selection, "environment": self.environment_record}
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        saved = state.get(STATE_KEY) or {}
+        self.selection = saved.get("selection") or {}
+        self.environment_record = saved.get("environment") or {}
+
+    def clear_state(self):
+        # the choice is remembered across restarts; only what ran is forgotten
+        super().clear_state()
+        self.environment_record = {}

@@ -1,0 +1,146 @@
+"""Local backend: every named server is a process on the hub's machine.
+
+All servers run as the hub's OS user (``SimpleLocalProcessSpawner``), each in
+its own working folder, each with the Python environment its catalog entry
+and extra packages describe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from importlib.resources import files
+
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+from traitlets import Float, Unicode, default
+
+from .base import CivisSpawner, EnvironmentUnavailable, SpawnRejected
+from .requirements import environment_id
+from .venv_builder import BuildError, LayeredVenvBuilder, base_fingerprint, interpreter
+
+_SAFE_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_builders: dict[tuple[str, float], LayeredVenvBuilder] = {}
+
+
+def folder_name(name: str) -> str:
+    """A folder name for a user or server name that cannot escape its parent."""
+    if _SAFE_FOLDER.match(name) and ".." not in name:
+        return name
+    return "_" + hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def _bundle_jupyter_config() -> str:
+    return str(files("jupyterhub_civis") / "jupyter-config")
+
+
+class CivisLocalSpawner(CivisSpawner, SimpleLocalProcessSpawner):
+    """Named servers as local processes, each in its own Python environment.
+
+    Not an isolation boundary between users: like ``SimpleLocalProcessSpawner``
+    it runs every server as the hub's OS user. Use it for one-machine demos,
+    development and trusted teams.
+    """
+
+    servers_root = Unicode(
+        config=True,
+        help="""
+        Folder holding each server's working folder, laid out as
+        ``<servers_root>/<user>/<server>`` (the default server uses ``_default``).
+        Default: ``civis-servers`` in the hub's working directory.
+        """,
+    )
+
+    environments_root = Unicode(
+        config=True,
+        help="""
+        Folder where environments with extra packages are built, one folder per
+        content id, shared by all servers that ask for the same packages on the
+        same base. Safe to delete while no server runs: environments are rebuilt
+        on demand. Default: ``civis-environments`` in the hub's working directory.
+        """,
+    )
+
+    build_timeout = Float(
+        600,
+        config=True,
+        help="""
+        Seconds a package installation may take before the spawn fails.
+        ``Spawner.start_timeout`` must be larger, since it includes the build.
+        """,
+    )
+
+    @default("servers_root")
+    def _default_servers_root(self):
+        return os.path.abspath("civis-servers")
+
+    @default("environments_root")
+    def _default_environments_root(self):
+        return os.path.abspath("civis-environments")
+
+    @default("home_dir")
+    def _default_home_dir(self):
+        return os.path.join(
+            self.servers_root, folder_name(self.user.name), folder_name(self.name or "_default")
+        )
+
+    @property
+    def builder(self) -> LayeredVenvBuilder:
+        key = (os.path.abspath(self.environments_root), self.build_timeout)
+        if key not in _builders:
+            _builders[key] = LayeredVenvBuilder(key[0], timeout=self.build_timeout, log=self.log)
+        return _builders[key]
+
+    async def prepare_environment(self, environment, selection, emit) -> dict:
+        if selection.image:
+            raise SpawnRejected(
+                "image: the local backend runs no containers; choose a catalog environment"
+            )
+        base = os.path.abspath(environment.local_prefix or sys.prefix)
+        if not os.access(interpreter(base), os.X_OK):
+            raise EnvironmentUnavailable(
+                f"environment: {environment.name!r} is misconfigured on this hub "
+                "(its local_prefix has no bin/python); tell your hub administrator"
+            )
+        requirements = tuple(sorted(set(environment.packages) | set(selection.packages)))
+        if requirements:
+            emit(f"Preparing environment with {', '.join(requirements)}", 10)
+            try:
+                env_id, prefix = await self.builder.ensure(
+                    base, requirements, on_line=lambda line: emit(line)
+                )
+            except BuildError as e:
+                raise EnvironmentUnavailable(str(e), detail=e.log[-4000:]) from None
+            prefix = str(prefix)
+        else:
+            env_id, prefix = environment_id(base_fingerprint(base), ()), base
+        self.cmd = [interpreter(prefix), "-m", "jupyterhub.singleuser"]
+        return {
+            "name": environment.name,
+            "id": env_id,
+            "packages": list(requirements),
+            "extra_packages": list(selection.packages),
+            "prefix": prefix,
+        }
+
+    def get_args(self):
+        args = super().get_args()
+        if os.geteuid() == 0:
+            # the hub runs as root (containers, CI): servers run as the same user
+            args.append("--ServerApp.allow_root=True")
+        return args
+
+    def get_env(self):
+        env = super().get_env()
+        prefix = self.environment_record.get("prefix")
+        if prefix:
+            env["VIRTUAL_ENV"] = prefix
+            env["PATH"] = os.pathsep.join(
+                [os.path.join(prefix, "bin"), os.path.dirname(sys.executable), env.get("PATH", os.defpath)]
+            )
+        config_path = [_bundle_jupyter_config()]
+        if env.get("JUPYTER_CONFIG_PATH"):
+            config_path.append(env["JUPYTER_CONFIG_PATH"])
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(config_path)
+        return env
