@@ -11,7 +11,7 @@ VENV ?= .venv
 JUPYTERHUB_SPEC := jupyterhub>=6.1,<7
 endif
 BIN := $(VENV)/bin
-SOURCES := setup.cfg pyproject.toml $(shell find jupyterhub_civis spawner query_cache -type f -not -path '*/__pycache__/*')
+SOURCES := setup.cfg pyproject.toml
 PYTEST_ARGS ?=
 
 .PHONY: demo test setup setup-test proxy chromium lint bench clean
@@ -27,15 +27,13 @@ setup: $(VENV)/.civis-installed
 $(VENV)/.civis-installed: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(JUPYTERHUB_SPEC)" jupyterlab ipykernel .
-	$(BIN)/python -m pip install -q --no-deps --force-reinstall .
+	$(BIN)/python -m pip install -q "$(JUPYTERHUB_SPEC)" jupyterlab ipykernel -e .
 	touch $@
 
 setup-test: setup $(VENV)/.civis-test-installed
 
 $(VENV)/.civis-test-installed: setup.cfg
-	$(BIN)/python -m pip install -q "$(JUPYTERHUB_SPEC)" ".[test]"
-	$(BIN)/python -m pip install -q --no-deps --force-reinstall .
+	$(BIN)/python -m pip install -q "$(JUPYTERHUB_SPEC)" -e ".[test]"
 	touch $@
 
 proxy: node_modules/.bin/configurable-http-proxy
