@@ -224,12 +224,12 @@ class CivisSpawner(Configurable):
                 ) from None
             raise SpawnRejected(str(e)) from None
         self.selection = selection.to_user_options()
-        self.user_options = dict(self.selection)
         self._restore_user_options(self.selection)
         self._resolved = selection
         return selection
 
     def _restore_user_options(self, options):
+        self.user_options = dict(options) if options else {}
         orm_spawner = getattr(self, "orm_spawner", None)
         if orm_spawner is not None:
             orm_spawner.user_options = dict(options) if options else {}

@@ -138,7 +138,11 @@ class LayeredVenvBuilder:
             venv = workdir / "venv"
             base_paths = await asyncio.to_thread(_site_packages, base_python)
             own_paths = await asyncio.to_thread(_site_packages, str(venv / "bin" / "python"))
-            (Path(own_paths[0]) / "_civis_base.pth").write_text("\n".join(base_paths) + "\n")
+            # addsitedir (not a bare path) so the base's own .pth files run too:
+            # editable installs and namespace packages of the base stay importable
+            (Path(own_paths[0]) / "_civis_base.pth").write_text(
+                "".join(f"import site; site.addsitedir({p!r})\n" for p in base_paths)
+            )
             if requirements:
                 sink(f"Installing {', '.join(requirements)}")
                 await self._run(

@@ -1,0 +1,241 @@
+"""Helpers that run the real thing: a JupyterHub process with the bundle's
+local config, configurable-http-proxy, real single-user servers and kernels."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_CONFIG = ROOT / "config" / "local" / "jupyterhub_config.py"
+PROXY = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+TEST_TOKEN = "civis-test-" + uuid.uuid4().hex
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 60, interval: float = 0.1, message: str = "condition"):
+    """Poll ``condition`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as e:  # the thing we wait for may not answer yet
+            last_error = e
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {message} (last error: {last_error})")
+
+
+@dataclass
+class Hub:
+    url: str
+    state_dir: Path
+    process: subprocess.Popen
+    log_path: Path
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def api(self, method: str, path: str, token: str = TEST_TOKEN, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"token {token}", **kwargs.pop("headers", {})}
+        return self.session.request(
+            method, f"{self.url}/hub/api{path}", headers=headers, timeout=120, **kwargs
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def create_user(self, prefix: str = "user") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        r = self.api("POST", f"/users/{name}")
+        assert r.status_code == 201, r.text
+        return name
+
+    def server(self, user: str, server: str) -> dict | None:
+        return self.api("GET", f"/users/{user}?include_stopped_servers=1").json()["servers"].get(server)
+
+    def start(self, user: str, server: str, options=None, **kwargs) -> requests.Response:
+        body = None if options is None else json.dumps(options)
+        return self.api("POST", f"/users/{user}/servers/{server}", data=body, **kwargs)
+
+    def start_and_wait(self, user: str, server: str, options=None, timeout: float = 240) -> dict:
+        r = self.start(user, server, options)
+        assert r.status_code in (201, 202), r.text
+        return self.wait_ready(user, server, timeout)
+
+    def wait_ready(self, user: str, server: str, timeout: float = 240) -> dict:
+        def ready():
+            model = self.server(user, server)
+            if model and model["ready"]:
+                return model
+            if model is None or (not model["pending"] and not model["ready"]):
+                raise AssertionError(f"{user}/{server} stopped while starting:\n{self.log()[-3000:]}")
+            return None
+
+        return wait_for(ready, timeout=timeout, interval=0.2, message=f"{user}/{server} ready")
+
+    def stop(self, user: str, server: str, remove: bool = False) -> None:
+        r = self.api(
+            "DELETE", f"/users/{user}/servers/{server}", json={"remove": remove} if remove else None
+        )
+        assert r.status_code in (202, 204), r.text
+
+        def stopped():
+            model = self.api("GET", f"/users/{user}").json()["servers"].get(server)
+            return model is None or (not model["pending"] and not model["ready"])
+
+        wait_for(stopped, timeout=60, message=f"{user}/{server} stopped")
+
+    def user_token(self, user: str) -> str:
+        r = self.api("POST", f"/users/{user}/tokens", json={"note": "test", "expires_in": 3600})
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
+
+def start_hub(state_dir: Path, extra_config: str = "") -> Hub:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = state_dir / "test_config.py"
+    config.write_text(
+        f"load_subconfig({str(LOCAL_CONFIG)!r})\n"
+        f"c.JupyterHub.services = [{{'name': 'civis-tests', 'api_token': {TEST_TOKEN!r}}}]\n"
+        "c.JupyterHub.load_roles = [{'name': 'civis-tests', 'services': ['civis-tests'],\n"
+        "  'scopes': ['admin:users', 'admin:servers', 'access:servers', 'tokens', 'read:users']}]\n"
+        + extra_config
+    )
+    env = {
+        **os.environ,
+        "CIVIS_STATE_DIR": str(state_dir),
+        "CIVIS_HUB_PORT": str(port),
+        "CIVIS_HUB_API_PORT": str(free_port()),
+        "CIVIS_PROXY_API_PORT": str(free_port()),
+    }
+    log_path = state_dir / "hub.log"
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(config)],
+        cwd=state_dir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    hub = Hub(url=f"http://127.0.0.1:{port}", state_dir=state_dir, process=process, log_path=log_path)
+
+    def answers():
+        if process.poll() is not None:
+            raise RuntimeError(f"hub exited with {process.returncode}:\n{hub.log()[-3000:]}")
+        return hub.api("GET", "/").status_code == 200
+
+    try:
+        wait_for(answers, timeout=60, interval=0.1, message="the hub API")
+    except BaseException:
+        stop_hub(hub)
+        raise
+    return hub
+
+
+def stop_hub(hub: Hub) -> None:
+    if hub.process.poll() is None:
+        hub.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            hub.process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(hub.process.pid, signal.SIGKILL)
+            hub.process.wait()
+
+
+def processes_under(folder: Path) -> list[str]:
+    """Command lines of live processes whose working folder or command mentions ``folder``."""
+    found = []
+    needle = str(folder)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if needle in cmdline or cwd.startswith(needle):
+            found.append(f"{pid}: {cmdline.strip()}")
+    return found
+
+
+def run_code(hub: Hub, user: str, server: str, code: str, token: str = TEST_TOKEN) -> str:
+    """Run ``code`` in a new kernel of a running server, through the hub's proxy.
+
+    Returns everything the kernel printed; raises if the code raised.
+    """
+    import websocket
+
+    base = f"{hub.url}/user/{user}/{server}"
+    headers = {"Authorization": f"token {token}"}
+    r = hub.session.post(f"{base}/api/kernels", headers=headers, json={}, timeout=60)
+    assert r.status_code == 201, r.text
+    kernel_id = r.json()["id"]
+    ws = websocket.create_connection(
+        f"ws{base[4:]}/api/kernels/{kernel_id}/channels",
+        header=[f"Authorization: token {token}"],
+        timeout=120,
+    )
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": user, "session": uuid.uuid4().hex,
+                       "msg_type": "execute_request", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+        }))
+        output, error = [], None
+        while True:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "stream":
+                output.append(msg["content"]["text"])
+            elif kind == "error":
+                error = "\n".join(msg["content"]["traceback"])
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                break
+    finally:
+        ws.close()
+        hub.session.delete(f"{base}/api/kernels/{kernel_id}", headers=headers, timeout=60)
+    if error:
+        raise AssertionError(f"kernel raised:\n{error}")
+    return "".join(output)
+
+
+def require_tools() -> None:
+    if not PROXY.exists():
+        pytest.fail(f"{PROXY} is missing: run `make test` (it installs configurable-http-proxy)")
+
+
+def login(hub: Hub, user: str, password: str = "civis-demo") -> requests.Session:
+    """A browser-like session logged in through the hub's login form."""
+    session = requests.Session()
+    session.get(f"{hub.url}/hub/login", timeout=30)
+    r = session.post(
+        f"{hub.url}/hub/login",
+        data={"username": user, "password": password, "_xsrf": session.cookies.get("_xsrf")},
+        timeout=30,
+    )
+    assert r.status_code == 200 and "/hub/login" not in r.url, r.url
+    return session

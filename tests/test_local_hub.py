@@ -1,0 +1,222 @@
+"""The local backend inside a real JupyterHub, driven through the REST API."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from civis_test_support import (
+    TEST_TOKEN,
+    login,
+    processes_under,
+    run_code,
+    start_hub,
+    stop_hub,
+    wait_for,
+)
+
+pytestmark = pytest.mark.hub
+
+PROBE = """
+import importlib.util, json, os, sys
+print(json.dumps({
+    "prefix": sys.prefix,
+    "environment": os.environ.get("CIVIS_ENVIRONMENT"),
+    "environment_id": os.environ.get("CIVIS_ENVIRONMENT_ID"),
+    "modules": {m: importlib.util.find_spec(m) is not None for m in ("tabulate", "humanize")},
+}))
+"""
+
+
+def probe(hub, user, server) -> dict:
+    return json.loads(run_code(hub, user, server, PROBE).strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def two_servers(hub):
+    """One user, two named servers with different environments, started concurrently."""
+    user = hub.create_user("two")
+    r1 = hub.start(user, "plain", {"environment": "python"})
+    r2 = hub.start(user, "extra", {"environment": "python-tabulate", "packages": ["humanize"]})
+    assert r1.status_code in (201, 202), r1.text
+    assert r2.status_code in (201, 202), r2.text
+    hub.wait_ready(user, "plain")
+    hub.wait_ready(user, "extra")
+    return user
+
+
+def test_each_server_runs_its_own_environment(hub, two_servers):
+    plain = probe(hub, two_servers, "plain")
+    extra = probe(hub, two_servers, "extra")
+
+    assert plain["environment"] == "python"
+    assert Path(plain["prefix"]).resolve() == Path(sys.prefix).resolve()
+    assert plain["modules"] == {"tabulate": False, "humanize": False}
+
+    assert extra["environment"] == "python-tabulate"
+    assert Path(extra["prefix"]).parent == hub.state_dir / "environments"
+    assert Path(extra["prefix"]).name == extra["environment_id"]
+    assert extra["modules"] == {"tabulate": True, "humanize": True}
+
+
+def test_restart_without_options_keeps_the_environment(hub, two_servers):
+    user = two_servers
+    before = probe(hub, user, "extra")
+    hub.stop(user, "extra")
+
+    hub.start_and_wait(user, "extra")  # no body at all
+    assert probe(hub, user, "extra")["environment_id"] == before["environment_id"]
+    hub.stop(user, "extra")
+
+    hub.start_and_wait(user, "extra", {})  # an empty object, as JupyterHub 5 sends it
+    after = probe(hub, user, "extra")
+    assert after["environment"] == "python-tabulate"
+    assert after["environment_id"] == before["environment_id"]
+    model = hub.server(user, "extra")
+    assert model["user_options"] == {"environment": "python-tabulate", "packages": ["humanize"]}
+
+
+def test_saved_notebook_records_its_environment(hub, two_servers):
+    user = two_servers
+    base = f"{hub.url}/user/{user}/extra/api/contents"
+    headers = {"Authorization": f"token {TEST_TOKEN}"}
+    notebook = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    r = requests.put(
+        f"{base}/analysis.ipynb",
+        headers=headers,
+        json={"type": "notebook", "format": "json", "content": notebook},
+        timeout=60,
+    )
+    assert r.status_code in (200, 201), r.text
+    saved = requests.get(f"{base}/analysis.ipynb", headers=headers, timeout=60).json()
+    recorded = saved["content"]["metadata"]["jupyterhub_civis"]["environment"]
+    assert recorded["name"] == "python-tabulate"
+    assert recorded["packages"] == ["humanize", "tabulate==0.9.0"]
+    assert recorded["id"] == probe(hub, user, "extra")["environment_id"]
+
+
+def test_custom_image_is_rejected_without_an_allow_list(hub):
+    user = hub.create_user("image")
+    r = hub.start(user, "nb", {"environment": "python", "image": "docker.io/library/python:3.11"})
+    assert r.status_code == 400
+    assert r.json()["message"].startswith("image: custom images are disabled")
+
+
+HOSTILE = [
+    ({"cmd": ["/bin/sh", "-c", "id"]}, "cmd"),
+    ({"environment": "python", "env": {"LD_PRELOAD": "/tmp/x.so"}}, "env"),
+    ({"environment": 5}, "environment"),
+    ({"environment": ["python"]}, "environment"),
+    ({"environment": "x" * 100_000}, "environment"),
+    ({"environment": "../python"}, "environment"),
+    ({"environment": "python\u0000"}, "environment"),
+    ({"image": {"name": "x"}}, "image"),
+    ({"packages": "tabulate"}, "packages"),
+    ({"packages": [1]}, "packages[0]"),
+    ({"packages": ["tabulate", "x" * 5000]}, "packages[1]"),
+    ({"packages": ["../../etc/passwd"]}, "packages[0]"),
+    ({"packages": ["-e git+https://example.invalid/x.git"]}, "packages[0]"),
+    ({"packages": ["--index-url=https://example.invalid"]}, "packages[0]"),
+    ({"packages": ["evil @ file:///etc/passwd"]}, "packages[0]"),
+    ({"packages": ["tabulate; os.system('id')"]}, "packages[0]"),
+    ({"packages": ["tabulate"] * 31}, "packages"),
+]
+
+
+@pytest.mark.parametrize(("options", "field"), HOSTILE, ids=[f for _, f in HOSTILE])
+def test_hostile_options_get_400_naming_the_field(hub, options, field):
+    user = hub.create_user("hostile")
+    r = hub.start(user, "nb", options)
+    assert r.status_code == 400, r.text
+    message = r.json()["message"]
+    assert message.startswith(f"{field}:"), message
+    assert len(message) < 600
+    model = hub.server(user, "nb")
+    assert model is None or (not model["ready"] and not model["pending"])
+
+
+@pytest.mark.parametrize("name", ["..", "a b", "x%2Fy", "..%2F..%2Fetc", "a" * 300])
+def test_path_tricks_in_server_names_are_refused(hub, name):
+    user = hub.create_user("names")
+    r = hub.start(user, name, {"environment": "python"})
+    assert r.status_code in (400, 404), r.text
+    if r.status_code == 400:
+        assert "server_name" in r.json()["message"] or "server name" in r.json()["message"].lower()
+    assert not (hub.state_dir / "servers" / "etc").exists()
+    servers = hub.api("GET", f"/users/{user}?include_stopped_servers=1").json()["servers"]
+    assert set(servers) <= {""}, servers  # the default server always exists, stopped
+
+
+def test_rejected_options_keep_the_remembered_choice(hub, two_servers):
+    user = two_servers
+    hub.stop(user, "plain")
+    r = hub.start(user, "plain", {"environment": "no-such-env"})
+    assert r.status_code == 400
+    assert hub.server(user, "plain")["user_options"] == {"environment": "python"}
+    hub.start_and_wait(user, "plain")
+    assert probe(hub, user, "plain")["environment"] == "python"
+
+
+def test_failing_package_build_reports_the_installer_error_and_leaves_nothing(hub):
+    user = hub.create_user("broken")
+    missing = f"civis-no-such-package-{uuid.uuid4().hex[:8]}"
+    r = hub.start(user, "nb", {"environment": "python", "packages": [missing]})
+
+    if r.status_code == 202:  # slower than slow_spawn_timeout: the failure arrives as progress
+        wait_for(lambda: not hub.server(user, "nb")["pending"], timeout=120, message="spawn end")
+        events = hub.api("GET", f"/users/{user}/servers/nb/progress").text
+        message = events
+    else:
+        assert r.status_code == 400, r.text
+        message = r.json()["message"]
+    assert missing in message
+    assert re.search(r"not found in the package registry|No solution found", message), message
+
+    environments = hub.state_dir / "environments"
+    leftovers = [p.name for p in environments.iterdir()] if environments.exists() else []
+    assert not [n for n in leftovers if n.startswith(".build-")], leftovers
+    built = [json.loads((environments / n / "civis-environment.json").read_text()) for n in leftovers]
+    assert not [b for b in built if any(missing in req for req in b["requirements"])]
+    assert not [p for p in processes_under(environments) if "uv" in p]
+    model = hub.server(user, "nb")
+    assert not model["ready"] and not model["pending"]
+
+
+def test_removed_environment_asks_the_user_to_choose_again(tmp_path):
+    extra_env = (
+        "c.CivisSpawner.environments = c.CivisSpawner.environments + "
+        "[{'name': 'retired', 'display_name': 'Retired'}]\n"
+    )
+    first = start_hub(tmp_path, extra_env)
+    try:
+        user = first.create_user("retire")
+        first.start_and_wait(user, "old", {"environment": "retired"})
+        first.stop(user, "old")
+    finally:
+        stop_hub(first)
+
+    second = start_hub(tmp_path)  # same database, catalog without 'retired'
+    try:
+        r = second.start(user, "old")
+        assert r.status_code == 400
+        message = r.json()["message"]
+        assert "'retired'" in message and "choose another environment" in message
+        assert second.server(user, "old")["user_options"] == {"environment": "retired"}
+
+        session = login(second, user)
+        page = session.get(f"{second.url}/hub/spawn/{user}/old", timeout=30)
+        assert page.status_code == 200
+        assert "no longer offered" in page.text
+        assert "checked" not in page.text
+        r = second.start(user, "old", {"environment": "python"})
+        assert r.status_code in (201, 202)
+        second.wait_ready(user, "old")
+    finally:
+        stop_hub(second)
+    wait_for(lambda: not processes_under(tmp_path), timeout=30, message="servers to exit")
+
