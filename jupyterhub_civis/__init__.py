@@ -5,6 +5,6 @@ Kept import-light: the hub imports this package, single-user servers import it
 for the notebook-environment extension.
 """
 
-from ._version import __version__
+from jupyterhub_civis._version import __version__
 
 __all__ = ["__version__"]

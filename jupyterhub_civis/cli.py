@@ -8,18 +8,24 @@ import sys
 
 
 def _check_config(args) -> int:
+    import os
+
     from traitlets.config import PyFileConfigLoader
     from traitlets.utils.importstring import import_item
 
     from jupyterhub_civis.spawner import CatalogError
 
-    import os
-
-    loader = PyFileConfigLoader(os.path.basename(args.config), path=os.path.dirname(os.path.abspath(args.config)))
+    loader = PyFileConfigLoader(
+        os.path.basename(args.config), path=os.path.dirname(os.path.abspath(args.config))
+    )
     config = loader.load_config()
-    spawner_class = config.JupyterHub.get("spawner_class", "jupyterhub_civis.spawner.CivisLocalSpawner")
+    spawner_class = config.JupyterHub.get(
+        "spawner_class", "jupyterhub_civis.spawner.CivisLocalSpawner"
+    )
     if isinstance(spawner_class, str):
-        spawner_class = import_item(spawner_class) if "." in spawner_class else _entry_point(spawner_class)
+        spawner_class = (
+            import_item(spawner_class) if "." in spawner_class else _entry_point(spawner_class)
+        )
     try:
         catalog = spawner_class.check_config(config)
     except CatalogError as e:

@@ -52,4 +52,6 @@ def _load_jupyter_server_extension(serverapp):
         record_environment(model, environment)
 
     serverapp.contents_manager.register_pre_save_hook(pre_save)
-    serverapp.log.info("jupyterhub_civis: recording environment %s in saved notebooks", environment.get("name"))
+    serverapp.log.info(
+        "jupyterhub_civis: recording environment %s in saved notebooks", environment.get("name")
+    )

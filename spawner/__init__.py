@@ -4,10 +4,10 @@
 ``CivisLocalSpawner`` runs servers as local processes.
 """
 
-from .base import CivisSpawner, EnvironmentUnavailable, SpawnRejected
-from .catalog import Catalog, CatalogError, Environment, parse_catalog
-from .local import CivisLocalSpawner
-from .options import OptionsError, Selection, parse_user_options
+from jupyterhub_civis.spawner.base import CivisSpawner, EnvironmentUnavailable, SpawnRejected
+from jupyterhub_civis.spawner.catalog import Catalog, CatalogError, Environment, parse_catalog
+from jupyterhub_civis.spawner.local import CivisLocalSpawner
+from jupyterhub_civis.spawner.options import OptionsError, Selection, parse_user_options
 
 __all__ = [
     "Catalog",

@@ -37,13 +37,18 @@ import json
 import re
 import time
 
+from jupyterhub_civis.spawner.catalog import Catalog, CatalogError, Environment, parse_catalog
+from jupyterhub_civis.spawner.form import render_options_form
+from jupyterhub_civis.spawner.options import (
+    OptionsError,
+    Selection,
+    check_server_name,
+    options_from_form,
+    parse_user_options,
+)
 from tornado import web
 from traitlets import Bool, Dict, Integer, List, Unicode, default, validate
 from traitlets.config import Configurable
-
-from .catalog import Catalog, CatalogError, Environment, parse_catalog
-from .form import render_options_form
-from .options import OptionsError, Selection, check_server_name, options_from_form, parse_user_options
 
 STATE_KEY = "civis"
 
@@ -65,9 +70,7 @@ class EnvironmentUnavailable(SpawnRejected):
         if detail:
             from html import escape
 
-            self.jupyterhub_html_message = (
-                f"{escape(message.splitlines()[0])}<pre class='civis-build-log'>{escape(detail)}</pre>"
-            )
+            self.jupyterhub_html_message = f"{escape(message.splitlines()[0])}<pre class='civis-build-log'>{escape(detail)}</pre>"
 
 
 class CivisSpawner(Configurable):
@@ -129,9 +132,7 @@ class CivisSpawner(Configurable):
         """,
     )
 
-    selection = Dict(
-        help="The validated choice for this server (persisted in the spawner state)."
-    )
+    selection = Dict(help="The validated choice for this server (persisted in the spawner state).")
     environment_record = Dict(
         help="What this server runs: name, id, image, packages (set by prepare_environment)."
     )
@@ -244,7 +245,11 @@ class CivisSpawner(Configurable):
         return self._render_options_form
 
     def _render_options_form(self, spawner=None):
-        current = self.selection or (getattr(self, "orm_spawner", None) and self.orm_spawner.user_options) or {}
+        current = (
+            self.selection
+            or (getattr(self, "orm_spawner", None) and self.orm_spawner.user_options)
+            or {}
+        )
         catalog = self.catalog
         notice = ""
         name = current.get("environment")

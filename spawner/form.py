@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from jinja2 import Environment as Jinja, PackageLoader, select_autoescape
-
-from .catalog import Catalog
+from jinja2 import Environment as Jinja
+from jinja2 import PackageLoader, select_autoescape
+from jupyterhub_civis.spawner.catalog import Catalog
 
 
 @lru_cache(maxsize=1)

@@ -14,11 +14,15 @@ import sys
 from importlib.resources import files
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
+from jupyterhub_civis.spawner.base import CivisSpawner, EnvironmentUnavailable, SpawnRejected
+from jupyterhub_civis.spawner.requirements import environment_id
+from jupyterhub_civis.spawner.venv_builder import (
+    BuildError,
+    LayeredVenvBuilder,
+    base_fingerprint,
+    interpreter,
+)
 from traitlets import Float, Unicode, default
-
-from .base import CivisSpawner, EnvironmentUnavailable, SpawnRejected
-from .requirements import environment_id
-from .venv_builder import BuildError, LayeredVenvBuilder, base_fingerprint, interpreter
 
 _SAFE_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _builders: dict[tuple[str, float], LayeredVenvBuilder] = {}
@@ -137,7 +141,11 @@ class CivisLocalSpawner(CivisSpawner, SimpleLocalProcessSpawner):
         if prefix:
             env["VIRTUAL_ENV"] = prefix
             env["PATH"] = os.pathsep.join(
-                [os.path.join(prefix, "bin"), os.path.dirname(sys.executable), env.get("PATH", os.defpath)]
+                [
+                    os.path.join(prefix, "bin"),
+                    os.path.dirname(sys.executable),
+                    env.get("PATH", os.defpath),
+                ]
             )
         config_path = [_bundle_jupyter_config()]
         if env.get("JUPYTER_CONFIG_PATH"):

@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from jupyterhub_civis.spawner.catalog import Catalog
+from jupyterhub_civis.spawner.requirements import normalise_requirement
 from packaging.requirements import InvalidRequirement
-
-from .catalog import Catalog
-from .requirements import normalise_requirement
 
 OPTION_KEYS = ("environment", "image", "packages")
 MAX_NAME_LENGTH = 63

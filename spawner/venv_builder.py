@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .requirements import environment_id
+from jupyterhub_civis.spawner.requirements import environment_id
 
 LineSink = Callable[[str], None]
 MARKER = "civis-environment.json"
@@ -105,7 +105,9 @@ class LayeredVenvBuilder:
         build = self._builds.get(env_id)
         if build is None:
             build = _Build(task=None)  # type: ignore[arg-type]
-            build.task = asyncio.ensure_future(self._build(env_id, base_prefix, requirements, build))
+            build.task = asyncio.ensure_future(
+                self._build(env_id, base_prefix, requirements, build)
+            )
             build.task.add_done_callback(lambda _t: self._builds.pop(env_id, None))
             self._builds[env_id] = build
         elif on_line:
@@ -132,7 +134,15 @@ class LayeredVenvBuilder:
         try:
             base_python = interpreter(os.path.realpath(base_prefix))
             await self._run(
-                [self.uv, "venv", "--relocatable", "--quiet", "--python", base_python, str(workdir / "venv")],
+                [
+                    self.uv,
+                    "venv",
+                    "--relocatable",
+                    "--quiet",
+                    "--python",
+                    base_python,
+                    str(workdir / "venv"),
+                ],
                 sink,
             )
             venv = workdir / "venv"
@@ -146,11 +156,24 @@ class LayeredVenvBuilder:
             if requirements:
                 sink(f"Installing {', '.join(requirements)}")
                 await self._run(
-                    [self.uv, "pip", "install", "--python", str(venv / "bin" / "python"), *requirements],
+                    [
+                        self.uv,
+                        "pip",
+                        "install",
+                        "--python",
+                        str(venv / "bin" / "python"),
+                        *requirements,
+                    ],
                     sink,
                 )
             (venv / MARKER).write_text(
-                json.dumps({"id": env_id, "base": os.path.realpath(base_prefix), "requirements": list(requirements)})
+                json.dumps(
+                    {
+                        "id": env_id,
+                        "base": os.path.realpath(base_prefix),
+                        "requirements": list(requirements),
+                    }
+                )
             )
             try:
                 os.rename(venv, target)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -42,7 +41,9 @@ def wait_for(condition, timeout: float = 60, interval: float = 0.1, message: str
         except Exception as e:  # the thing we wait for may not answer yet
             last_error = e
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {message} (last error: {last_error})")
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {message} (last error: {last_error})"
+    )
 
 
 @dataclass
@@ -69,7 +70,11 @@ class Hub:
         return name
 
     def server(self, user: str, server: str) -> dict | None:
-        return self.api("GET", f"/users/{user}?include_stopped_servers=1").json()["servers"].get(server)
+        return (
+            self.api("GET", f"/users/{user}?include_stopped_servers=1")
+            .json()["servers"]
+            .get(server)
+        )
 
     def start(self, user: str, server: str, options=None, **kwargs) -> requests.Response:
         body = None if options is None else json.dumps(options)
@@ -86,7 +91,9 @@ class Hub:
             if model and model["ready"]:
                 return model
             if model is None or (not model["pending"] and not model["ready"]):
-                raise AssertionError(f"{user}/{server} stopped while starting:\n{self.log()[-3000:]}")
+                raise AssertionError(
+                    f"{user}/{server} stopped while starting:\n{self.log()[-3000:]}"
+                )
             return None
 
         return wait_for(ready, timeout=timeout, interval=0.2, message=f"{user}/{server} ready")
@@ -137,7 +144,9 @@ def start_hub(state_dir: Path, extra_config: str = "") -> Hub:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    hub = Hub(url=f"http://127.0.0.1:{port}", state_dir=state_dir, process=process, log_path=log_path)
+    hub = Hub(
+        url=f"http://127.0.0.1:{port}", state_dir=state_dir, process=process, log_path=log_path
+    )
 
     def answers():
         if process.poll() is not None:
@@ -196,13 +205,30 @@ def run_code(hub: Hub, user: str, server: str, code: str, token: str = TEST_TOKE
     )
     try:
         msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": user, "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False,
-                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-        }))
+        ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": user,
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
         output, error = [], None
         while True:
             msg = json.loads(ws.recv())

@@ -13,4 +13,3 @@ def hub(tmp_path_factory):
     yield hub
     stop_hub(hub)
     wait_for(lambda: not processes_under(state), timeout=30, message="every server to exit")
-

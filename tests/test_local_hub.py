@@ -180,7 +180,9 @@ def test_failing_package_build_reports_the_installer_error_and_leaves_nothing(hu
     environments = hub.state_dir / "environments"
     leftovers = [p.name for p in environments.iterdir()] if environments.exists() else []
     assert not [n for n in leftovers if n.startswith(".build-")], leftovers
-    built = [json.loads((environments / n / "civis-environment.json").read_text()) for n in leftovers]
+    built = [
+        json.loads((environments / n / "civis-environment.json").read_text()) for n in leftovers
+    ]
     assert not [b for b in built if any(missing in req for req in b["requirements"])]
     assert not [p for p in processes_under(environments) if "uv" in p]
     model = hub.server(user, "nb")
@@ -219,4 +221,3 @@ def test_removed_environment_asks_the_user_to_choose_again(tmp_path):
     finally:
         stop_hub(second)
     wait_for(lambda: not processes_under(tmp_path), timeout=30, message="servers to exit")
-

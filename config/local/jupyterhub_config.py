@@ -31,7 +31,9 @@ c.JupyterHub.ip = os.environ.get("CIVIS_HUB_IP", "127.0.0.1")
 c.JupyterHub.port = int(os.environ.get("CIVIS_HUB_PORT", "8000"))
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = int(os.environ.get("CIVIS_HUB_API_PORT", "8081"))
-c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{int(os.environ.get('CIVIS_PROXY_API_PORT', '8001'))}"
+c.ConfigurableHTTPProxy.api_url = (
+    f"http://127.0.0.1:{int(os.environ.get('CIVIS_PROXY_API_PORT', '8001'))}"
+)
 c.JupyterHub.db_url = "sqlite:///" + os.path.join(state, "jupyterhub.sqlite")
 c.JupyterHub.cookie_secret_file = os.path.join(state, "jupyterhub_cookie_secret")
 c.ConfigurableHTTPProxy.pid_file = os.path.join(state, "jupyterhub-proxy.pid")

@@ -1,0 +1,202 @@
+"""Pure policy: the catalog, user_options validation, requirements and the form."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from jupyterhub_civis.spawner.catalog import CatalogError, parse_catalog
+from jupyterhub_civis.spawner.form import render_options_form
+from jupyterhub_civis.spawner.options import (
+    OptionsError,
+    Selection,
+    check_server_name,
+    options_from_form,
+    parse_user_options,
+)
+from jupyterhub_civis.spawner.requirements import environment_id, normalise_requirements
+
+CATALOG = parse_catalog(
+    [
+        {"name": "python", "display_name": "Python", "default": True},
+        {
+            "name": "ml",
+            "display_name": "ML",
+            "packages": ["Scikit_Learn>=1.4"],
+            "image": "img/ml:1",
+        },
+    ]
+)
+
+
+# ----- catalog -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([], "non-empty list"),
+        ({"name": "python"}, "non-empty list"),
+        (["python"], "must be a dict"),
+        ([{"name": "Python"}], "is not a slug"),
+        ([{"name": "a/b"}], "is not a slug"),
+        ([{"name": "-a"}], "is not a slug"),
+        ([{"name": "a", "default": True}, {"name": "a"}], "used twice"),
+        ([{"name": "a"}, {"name": "b"}], 'no environment has "default": True'),
+        ([{"name": "a", "default": True}, {"name": "b", "default": True}], "keep exactly one"),
+        ([{"name": "a", "imgae": "x"}], "unknown field(s) ['imgae']"),
+        ([{"name": "a", "packages": "numpy"}], "list of requirement strings"),
+        ([{"name": "a", "packages": ["numpy >>> 1"]}], "packages:"),
+        ([{"name": "a", "resources": {"gpu": 1}}], "unknown resource(s) ['gpu']"),
+        ([{"name": "a", "default": "yes"}], "default must be true or false"),
+    ],
+)
+def test_catalog_errors_are_actionable(entries, message):
+    with pytest.raises(CatalogError) as e:
+        parse_catalog(entries)
+    assert message in str(e.value)
+
+
+def test_container_backends_require_an_image_for_every_environment():
+    with pytest.raises(CatalogError, match=r"environments\['python'\].*needs an \"image\""):
+        parse_catalog([{"name": "python", "default": True}], require_image=True)
+    assert parse_catalog([{"name": "python", "image": "img:1"}], require_image=True).default.image
+
+
+def test_a_single_environment_is_the_default_and_packages_are_normalised():
+    catalog = parse_catalog([{"name": "solo", "packages": ["Tabulate>=0.9", "tabulate >= 0.9"]}])
+    assert catalog.default.name == "solo"
+    assert catalog.default.packages == ("tabulate>=0.9",)
+
+
+# ----- user_options ------------------------------------------------------------------
+
+
+def test_empty_options_mean_the_default_environment():
+    assert parse_user_options({}, CATALOG) == Selection("python")
+    assert parse_user_options(None, CATALOG) == Selection("python")
+
+
+def test_valid_options_are_normalised():
+    selection = parse_user_options(
+        {"environment": "ml", "packages": ["Humanize", "humanize", "tabulate==0.9.0"]}, CATALOG
+    )
+    assert selection == Selection("ml", None, ("humanize", "tabulate==0.9.0"))
+    assert selection.to_user_options() == {
+        "environment": "ml",
+        "packages": ["humanize", "tabulate==0.9.0"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (["python"], "user_options"),
+        ({"cmd": "sh"}, "cmd"),
+        ({"environment": "nope"}, "environment"),
+        ({"environment": 1}, "environment"),
+        ({"environment": "ml", "image": "img/ml:2"}, "image"),
+        ({"packages": "x"}, "packages"),
+        ({"packages": [None]}, "packages[0]"),
+        ({"packages": ["ok", "pkg @ https://example.invalid/p.whl"]}, "packages[1]"),
+        ({"packages": ["-r requirements.txt"]}, "packages[0]"),
+        ({"packages": ["   "]}, "packages[0]"),
+    ],
+)
+def test_invalid_options_name_the_field(raw, field):
+    with pytest.raises(OptionsError) as e:
+        parse_user_options(raw, CATALOG)
+    assert e.value.field == field
+    assert str(e.value).startswith(f"{field}: ")
+
+
+def test_custom_images_need_a_matching_allow_list():
+    allowed = re.compile(r"registry\.example\.com/team/[a-z-]+:[0-9.]+")
+    options = {"image": "registry.example.com/team/geo:1.2"}
+    assert parse_user_options(options, CATALOG, allowed_images=allowed).image == options["image"]
+    for image in [
+        "registry.example.com/team/geo:1.2-evil",  # the pattern is anchored at both ends
+        "evil.example.com/registry.example.com/team/geo:1.2",
+        "registry.example.com/team/geo:latest",
+        "registry.example.com/team/geo:1.2; rm -rf /",
+    ]:
+        with pytest.raises(OptionsError) as e:
+            parse_user_options({"image": image}, CATALOG, allowed_images=allowed)
+        assert e.value.field == "image"
+
+
+def test_direct_references_only_when_the_operator_allows_them():
+    ref = ["pkg @ https://files.example.com/pkg-1.0-py3-none-any.whl"]
+    with pytest.raises(OptionsError):
+        parse_user_options({"packages": ref}, CATALOG)
+    selection = parse_user_options({"packages": ref}, CATALOG, allow_direct_references=True)
+    assert selection.packages == ("pkg @ https://files.example.com/pkg-1.0-py3-none-any.whl",)
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", "../x", "a..b", " a", "a" * 64, "_x"])
+def test_server_names_that_could_escape_a_folder_are_refused(name):
+    with pytest.raises(OptionsError) as e:
+        check_server_name(name)
+    assert e.value.field == "server_name"
+
+
+@pytest.mark.parametrize("name", ["", "analysis", "Q3-report", "a.b_c"])
+def test_ordinary_server_names_pass(name):
+    check_server_name(name)
+
+
+def test_form_fields_become_user_options():
+    form = {
+        "environment": ["ml"],
+        "image": [""],
+        "packages": ["humanize\n\n# a comment\n  tabulate==0.9.0  \n"],
+        "_xsrf": ["token"],
+    }
+    assert options_from_form(form) == {
+        "environment": "ml",
+        "packages": ["humanize", "tabulate==0.9.0"],
+    }
+
+
+# ----- content ids -------------------------------------------------------------------
+
+
+def test_environment_ids_depend_on_base_and_sorted_normalised_requirements():
+    a = environment_id("base-1", normalise_requirements(["Tabulate", "humanize"]))
+    b = environment_id("base-1", normalise_requirements(["humanize", "tabulate"]))
+    assert a == b
+    assert environment_id("base-2", ["humanize", "tabulate"]) != a
+    assert environment_id("base-1", ["humanize"]) != a
+
+
+# ----- the form ----------------------------------------------------------------------
+
+
+def test_form_preselects_the_current_environment_and_escapes_text():
+    catalog = parse_catalog(
+        [
+            {"name": "python", "default": True},
+            {"name": "evil", "display_name": "<script>alert(1)</script>"},
+        ]
+    )
+    html = render_options_form(
+        catalog, {"environment": "evil", "packages": ["a"]}, allow_custom_image=False
+    )
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert re.search(r'value="evil"\s+required\s+checked', html)
+    assert 'name="image"' not in html
+    assert ">a</textarea>" in html
+
+
+def test_form_offers_the_image_field_only_when_allowed():
+    html = render_options_form(CATALOG, {}, allow_custom_image=True, image_pattern="reg/.*")
+    assert 'name="image"' in html and "reg/.*" in html
+    assert re.search(r'value="python"\s+required\s+checked', html)
+
+
+def test_form_with_a_removed_environment_asks_to_choose_again():
+    html = render_options_form(
+        CATALOG, {"environment": "gone"}, allow_custom_image=False, notice="choose again"
+    )
+    assert "choose again" in html
+    assert "checked" not in html
