@@ -37,6 +37,12 @@ import json
 import re
 import time
 
+from jupyterhub.spawner import Spawner
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
+from traitlets.config import Configurable
+
 from jupyterhub_civis.spawner.catalog import Catalog, CatalogError, Environment, parse_catalog
 from jupyterhub_civis.spawner.form import render_options_form
 from jupyterhub_civis.spawner.options import (
@@ -46,9 +52,6 @@ from jupyterhub_civis.spawner.options import (
     options_from_form,
     parse_user_options,
 )
-from tornado import web
-from traitlets import Bool, Dict, Integer, List, Unicode, default, validate
-from traitlets.config import Configurable
 
 STATE_KEY = "civis"
 
@@ -129,6 +132,17 @@ class CivisSpawner(Configurable):
         help="""
         Allow extra packages given as direct URL references (``pkg @ https://…``).
         Off by default: such references make the hub fetch arbitrary URLs.
+        """,
+    )
+
+    ready_check_interval = Float(
+        0.05,
+        config=True,
+        help="""
+        Seconds between checks that a just-started server answers, made by the
+        spawner before it hands the server to the hub. The hub's own check backs
+        off exponentially (0.2 s, 0.4 s, 0.8 s, ...), which can add seconds to
+        every spawn; this check makes the hub's first try succeed. 0 disables it.
         """,
     )
 
@@ -293,7 +307,40 @@ class CivisSpawner(Configurable):
         finally:
             self._progress_done = True
             self._progress_changed.set()
-        return await super().start()
+        url = await super().start()
+        if self.ready_check_interval > 0:
+            await self._wait_until_answering(url)
+        return url
+
+    async def _wait_until_answering(self, url) -> None:
+        """Poll the new server quickly, so the hub's own check passes on its first try.
+
+        JupyterHub checks a new server with exponential backoff (0.2 s, 0.4 s,
+        0.8 s, ... between tries), which adds up to seconds to every spawn.
+        Gives up quietly (the hub then checks as usual) if the server has not
+        answered within ``http_timeout`` or its process ended.
+        """
+        if not isinstance(url, str):
+            ip, port = url
+            url = f"http://{ip}:{port}"
+        if not url.startswith("http://"):
+            return  # internal SSL: leave the check to the hub, which holds the certificates
+        probe = url.rstrip("/") + self.server.base_url + "api"
+        client = AsyncHTTPClient()
+        deadline = time.monotonic() + self.http_timeout
+        next_poll = 0.0
+        while time.monotonic() < deadline:
+            try:
+                response = await client.fetch(probe, raise_error=False, request_timeout=2)
+                if response.code < 500 and response.code != 599:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() >= next_poll:
+                if await self.poll() is not None:
+                    return
+                next_poll = time.monotonic() + 0.5
+            await asyncio.sleep(self.ready_check_interval)
 
     def apply_resources(self, environment: Environment) -> None:
         for key, value in environment.resources.items():
@@ -321,8 +368,12 @@ class CivisSpawner(Configurable):
                 break
             self._progress_changed.clear()
             await self._progress_changed.wait()
-        async for event in super().progress():
-            yield event
+        backend_progress = super().progress
+        if getattr(backend_progress, "__func__", None) is not Spawner.progress:
+            # the backend reports real steps (KubeSpawner: pod events); the base
+            # class's generic "Spawning server..." at 50% would move the bar back
+            async for event in backend_progress():
+                yield event
 
     def environment_env(self) -> dict:
         record = self.environment_record or {}

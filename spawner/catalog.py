@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from jupyterhub_civis.spawner.requirements import normalise_requirements
 from packaging.requirements import InvalidRequirement
+
+from jupyterhub_civis.spawner.requirements import normalise_requirements
 
 SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 

@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from jinja2 import Environment as Jinja
 from jinja2 import PackageLoader, select_autoescape
+
 from jupyterhub_civis.spawner.catalog import Catalog
 
 

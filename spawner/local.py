@@ -14,6 +14,8 @@ import sys
 from importlib.resources import files
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
+from traitlets import Float, Unicode, default
+
 from jupyterhub_civis.spawner.base import CivisSpawner, EnvironmentUnavailable, SpawnRejected
 from jupyterhub_civis.spawner.requirements import environment_id
 from jupyterhub_civis.spawner.venv_builder import (
@@ -22,7 +24,6 @@ from jupyterhub_civis.spawner.venv_builder import (
     base_fingerprint,
     interpreter,
 )
-from traitlets import Float, Unicode, default
 
 _SAFE_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _builders: dict[tuple[str, float], LayeredVenvBuilder] = {}
@@ -126,6 +127,7 @@ class CivisLocalSpawner(CivisSpawner, SimpleLocalProcessSpawner):
             "packages": list(requirements),
             "extra_packages": list(selection.packages),
             "prefix": prefix,
+            "base_prefix": base,
         }
 
     def get_args(self):
@@ -147,8 +149,20 @@ class CivisLocalSpawner(CivisSpawner, SimpleLocalProcessSpawner):
                     env.get("PATH", os.defpath),
                 ]
             )
-        config_path = [_bundle_jupyter_config()]
-        if env.get("JUPYTER_CONFIG_PATH"):
-            config_path.append(env["JUPYTER_CONFIG_PATH"])
-        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(config_path)
+        base = self.environment_record.get("base_prefix")
+        # A layered environment's sys.prefix is its own folder, so Jupyter would
+        # not find the base's config (enabled server extensions such as
+        # JupyterLab) nor its data (lab assets, kernelspecs): point at them.
+        _prepend(env, "JUPYTER_CONFIG_PATH", _bundle_jupyter_config())
+        if base:
+            _prepend(env, "JUPYTER_CONFIG_PATH", os.path.join(base, "etc", "jupyter"), last=True)
+            _prepend(env, "JUPYTER_PATH", os.path.join(base, "share", "jupyter"))
+            lab = os.path.join(base, "share", "jupyter", "lab")
+            if os.path.isdir(lab):
+                env.setdefault("JUPYTERLAB_DIR", lab)
         return env
+
+
+def _prepend(env: dict, name: str, path: str, last: bool = False) -> None:
+    parts = [p for p in env.get(name, "").split(os.pathsep) if p]
+    env[name] = os.pathsep.join(parts + [path] if last else [path, *parts])

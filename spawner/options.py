@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from packaging.requirements import InvalidRequirement
+
 from jupyterhub_civis.spawner.catalog import Catalog
 from jupyterhub_civis.spawner.requirements import normalise_requirement
-from packaging.requirements import InvalidRequirement
 
 OPTION_KEYS = ("environment", "image", "packages")
 MAX_NAME_LENGTH = 63

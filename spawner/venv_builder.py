@@ -154,7 +154,7 @@ class LayeredVenvBuilder:
                 "".join(f"import site; site.addsitedir({p!r})\n" for p in base_paths)
             )
             if requirements:
-                sink(f"Installing {', '.join(requirements)}")
+                build.emit(f"Installing {', '.join(requirements)}")
                 await self._run(
                     [
                         self.uv,
@@ -184,14 +184,16 @@ class LayeredVenvBuilder:
             return target
         except TimeoutError:
             raise BuildError(
-                f"Installing {', '.join(requirements)} took longer than {self.timeout:.0f} s "
+                f"packages: installing {', '.join(requirements)} took longer than {self.timeout:.0f} s "
                 "and was stopped; try fewer or lighter packages",
                 "\n".join(output),
             ) from None
         except subprocess.CalledProcessError:
-            tail = "\n".join(output[-40:])
+            # uv's "Using Python … environment at: <temporary folder>" is noise to a user
+            tail = "\n".join(line for line in output[-40:] if not line.startswith("Using Python"))
             raise BuildError(
-                f"Installing {', '.join(requirements)} failed:\n{tail}", "\n".join(output)
+                f"packages: installing {', '.join(requirements)} failed:\n{tail}",
+                "\n".join(output),
             ) from None
         finally:
             shutil.rmtree(workdir, ignore_errors=True)

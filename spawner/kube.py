@@ -1,0 +1,469 @@
+"""Kubernetes backend: every named server is its own pod, running its environment's image.
+
+``CivisKubeSpawner`` is ``KubeSpawner`` (jupyterhub-kubespawner 7.x, what the
+Zero-to-JupyterHub chart ships) with the Civis environment layer in front.
+It keeps KubeSpawner's ``start()``/``stop()``/``poll()`` and its state, and
+uses only its extension points:
+
+- ``apply_resources`` (the mixin's) sets image resources and merges the
+  environment's pod settings (``environment_pod_settings``) into what the
+  chart configured — dicts merged, lists extended, never replaced;
+- ``prepare_environment`` picks the image and its pull policy;
+- ``load_user_options`` is replaced: the catalog, not ``profile_list``, chooses;
+- ``get_pod_manifest`` adds a few annotations, the pod-info volume and, when
+  enabled, the init container that installs extra packages;
+- ``progress`` rewrites KubeSpawner's relayed pod events as plain sentences;
+- after ``start()`` the running image's digest is recorded in the spawner
+  state, on the pod (annotation, visible inside the pod through the
+  downward API) and spawn-phase durations go to Prometheus.
+
+Requires the ``kubernetes`` extra: ``pip install jupyterhub-civis[kubernetes]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import shlex
+import time
+
+from kubernetes_asyncio.client import models as k8s
+from kubespawner import KubeSpawner
+from prometheus_client import Histogram
+from traitlets import Bool, Dict, Enum, List, Unicode
+from traitlets.config import Config
+
+from jupyterhub_civis.spawner.base import CivisSpawner, SpawnRejected
+from jupyterhub_civis.spawner.catalog import Catalog
+from jupyterhub_civis.spawner.kube_policy import (
+    MUTABLE_TAGS,
+    POD_SETTING_KINDS,
+    STORAGE_POLICIES,
+    check_pod_settings,
+    describe_event,
+    digest_reference,
+    image_id_from_pod,
+    is_pinned,
+    merge_value,
+    mutable_image_warnings,
+    phase_durations,
+    pull_policy_for,
+    storage_plan,
+)
+from jupyterhub_civis.spawner.requirements import environment_id
+
+#: Annotation keys on every pod this spawner makes.
+ANNOTATION_ENVIRONMENT = "jupyterhub-civis/environment"
+ANNOTATION_IMAGE_ID = "jupyterhub-civis/image-id"
+ANNOTATION_IMAGE_DIGEST = "jupyterhub-civis/image-digest"
+
+PACKAGES_INIT_CONTAINER = "civis-packages"
+PODINFO_VOLUME = "civis-podinfo"
+PACKAGES_VOLUME = "civis-packages"
+
+SPAWN_PHASE_SECONDS = Histogram(
+    "civis_spawn_phase_duration_seconds",
+    "Seconds each phase of starting a server took on Kubernetes, per catalog environment. "
+    "Phases: environment (choosing/preparing the environment on the hub), scheduling "
+    "(pod created to assigned to a node), image_pull (the kubelet's pull time; 0 when "
+    "the image was on the node), container_start (scheduled to container running), "
+    "total (start requested to server running).",
+    ["environment", "phase"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, float("inf")),
+)
+
+#: Traits this spawner sets per start; their configured values are restored first,
+#: so one environment's settings never leak into the next start of the same server.
+_PER_START_TRAITS = ("image", "image_pull_policy", "cpu_limit", "cpu_guarantee", "mem_limit",
+                     "mem_guarantee", *POD_SETTING_KINDS)
+
+
+class CivisKubeSpawner(CivisSpawner, KubeSpawner):
+    """Named servers as Kubernetes pods, one image per environment (z2jh compatible)."""
+
+    requires_image = True
+
+    storage_policy = Enum(
+        list(STORAGE_POLICIES),
+        default_value="chart",
+        config=True,
+        help="""
+        Home storage for servers.
+
+        - ``"chart"`` (default): change nothing; use what the z2jh chart
+          (``singleuser.storage``) or ``KubeSpawner`` settings say. With the
+          chart's defaults that is one claim per server.
+        - ``"per-server"``: one PersistentVolumeClaim per named server
+          (KubeSpawner's ``claim-{user_server}``). Removing a named server
+          (``DELETE /users/:name/servers/:server`` with ``remove: true``)
+          deletes its claim and the data in it; stopping keeps it.
+        - ``"per-user"``: one claim per user (``claim-{username}``) mounted by
+          all of that user's servers. Because two servers may run on two nodes
+          at once the claim needs ``ReadWriteMany`` storage (NFS, CephFS,
+          Azure Files, EFS…); ``ReadWriteMany`` is added to the access modes
+          and a warning logged when missing. A ReadWriteOnce claim would keep
+          a second server Pending when scheduled on another node. Removing a
+          named server never deletes the shared claim.
+
+        If no volume mounts the claim yet (chart ``storage.type: none``), a
+        ``home`` volume is added at ``home_mount_path``. Existing volumes and
+        mounts are kept.
+        """,
+    )
+
+    home_mount_path = Unicode(
+        "/home/jovyan",
+        config=True,
+        help="Where the home claim is mounted when this spawner adds it (see ``storage_policy``).",
+    )
+
+    environment_pod_settings = Dict(
+        config=True,
+        help="""
+        Extra KubeSpawner settings per catalog environment, keyed by the
+        environment's name, merged into what the chart/config already set
+        (dicts merged key by key, lists extended, strings replaced). E.g. a GPU
+        environment::
+
+            c.CivisKubeSpawner.environment_pod_settings = {
+                "pytorch-gpu": {
+                    "extra_resource_limits": {"nvidia.com/gpu": "1"},
+                    "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                     "effect": "NoSchedule"}],
+                },
+            }
+
+        Allowed settings: node_selector, tolerations, extra_resource_limits,
+        extra_resource_guarantees, extra_labels, extra_annotations, environment
+        (env vars), node_affinity_required, node_affinity_preferred,
+        extra_pod_config, extra_container_config, image_pull_secrets,
+        priority_class_name, scheduler_name. CPU and memory go in the catalog
+        entry's ``resources``. Users cannot set any of these.
+        """,
+    )
+
+    mutable_image_tags = List(
+        Unicode(),
+        default_value=sorted(MUTABLE_TAGS),
+        config=True,
+        help="""
+        Image tags treated as mutable (their content can change). Images with
+        such a tag, or with no tag, keep ``image_pull_policy`` as configured
+        and cause a warning at hub start; every other tag, and every
+        ``image@sha256:…`` reference, is pulled ``IfNotPresent``.
+        """,
+    )
+
+    extra_packages = Enum(
+        ["reject", "install-on-start"],
+        default_value="reject",
+        config=True,
+        help="""
+        What to do with extra packages (a user's ``packages`` option or a
+        catalog entry's ``packages``) on Kubernetes, where images are not
+        built yet.
+
+        - ``"reject"`` (default): refuse the spawn with a message naming the
+          packages and telling the user to pick an environment whose image has
+          them. Catalog entries with ``packages`` are a configuration error.
+        - ``"install-on-start"``: an init container running the environment's
+          image installs them with ``pip install --target`` into
+          ``packages_dir/<content id>``, which is added to ``PYTHONPATH`` of
+          the server and its kernels. The folder is reused by the next start
+          with the same image and packages when ``packages_dir`` is on
+          persistent storage (the default is under the home volume). Needs
+          pip in the image and network access to the package index from pods.
+        """,
+    )
+
+    packages_dir = Unicode(
+        "/home/jovyan/.civis/packages",
+        config=True,
+        help="""
+        Folder in the pod where ``extra_packages = "install-on-start"`` puts
+        installed packages, one subfolder per image + package set. Put it on
+        the home volume to reuse installs across restarts; if no volume mount
+        covers it, an emptyDir volume is added (installed on every start).
+        """,
+    )
+
+    podinfo_mount_path = Unicode(
+        "/etc/civis/podinfo",
+        config=True,
+        help="""
+        Where the pod sees its own annotations (a downward API volume), among
+        them ``jupyterhub-civis/image-digest``: the exact image it runs, known
+        once the image is pulled. ``CIVIS_PODINFO_DIR`` tells the server where.
+        Empty string: add no such volume.
+        """,
+    )
+
+    record_image_digest = Bool(
+        True,
+        config=True,
+        help="""
+        After a server runs, read its image id from the pod status, keep it in
+        the server's state (``environment.image_id`` / ``image_digest``) and
+        annotate the pod with it. Needs ``patch`` on pods in the hub's RBAC
+        role (the z2jh chart grants it).
+        """,
+    )
+
+    _warned_mutable = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._apply_storage_policy()
+        self._configured = {name: copy.deepcopy(getattr(self, name)) for name in _PER_START_TRAITS}
+        if not CivisKubeSpawner._warned_mutable:
+            CivisKubeSpawner._warned_mutable = True
+            for warning in self.image_warnings(self.catalog):
+                self.log.warning("CivisKubeSpawner: %s", warning)
+
+    # ----- configuration checks (no cluster needed) ----------------------------------
+
+    @classmethod
+    def settings_view(cls, config: Config):
+        """The Civis settings of ``config`` as this class would see them, without
+        connecting to Kubernetes (KubeSpawner's constructor loads a kubeconfig)."""
+        view = type(cls.__name__, (CivisSpawner,), {"requires_image": True})
+        known = set(CivisSpawner.class_trait_names(config=True))
+        config = copy.deepcopy(config)
+        section = config.get(cls.__name__, {})
+        for key in [k for k in section if k not in known]:
+            del section[key]  # Kubernetes settings: read by check_config itself
+        return view(config=config)
+
+    @classmethod
+    def check_config(cls, config) -> Catalog:
+        """Validate the catalog and the Kubernetes settings; log mutable-tag warnings."""
+        import logging
+
+        catalog = cls.settings_view(config).catalog
+        own = config.get(cls.__name__, {})
+        check_pod_settings(dict(own.get("environment_pod_settings", {})), set(catalog.names()))
+        if own.get("extra_packages", "reject") == "reject":
+            with_packages = [env.name for env in catalog.environments if env.packages]
+            if with_packages:
+                from jupyterhub_civis.spawner.catalog import CatalogError
+
+                raise CatalogError(
+                    f"CivisSpawner.environments {with_packages}: catalog packages need "
+                    'c.CivisKubeSpawner.extra_packages = "install-on-start" on Kubernetes, '
+                    "or an image that already has them"
+                )
+        tags = own.get("mutable_image_tags", sorted(MUTABLE_TAGS))
+        log = logging.getLogger("JupyterHub")
+        for warning in mutable_image_warnings(
+            [(env.name, env.image) for env in catalog.environments], frozenset(tags)
+        ):
+            log.warning("CivisKubeSpawner: %s", warning)
+        return catalog
+
+    def image_warnings(self, catalog: Catalog) -> list[str]:
+        return mutable_image_warnings(
+            [(env.name, env.image) for env in catalog.environments], frozenset(self.mutable_image_tags)
+        )
+
+    def _apply_storage_policy(self):
+        plan = storage_plan(
+            self.storage_policy,
+            pvc_name_template=self.pvc_name_template,
+            storage_pvc_ensure=self.storage_pvc_ensure,
+            storage_access_modes=self.storage_access_modes,
+            volumes=self.volumes,
+            volume_mounts=self.volume_mounts,
+            home_mount_path=self.home_mount_path,
+        )
+        for key, value in plan.settings.items():
+            setattr(self, key, value)
+        if "pvc_name_template" in plan.settings:
+            # KubeSpawner computed the name in __init__; load_state may still
+            # restore a remembered one (remember_pvc_name) afterwards
+            self.pvc_name = self._expand_user_properties(self.pvc_name_template)
+        for warning in plan.warnings:
+            self.log.warning("CivisKubeSpawner: %s", warning)
+
+    # ----- choosing: the catalog replaces profile_list --------------------------------
+
+    async def load_user_options(self):
+        """The environment layer already applied ``user_options``; ``profile_list`` is not used."""
+        if self.profile_list:
+            self.log.warning(
+                "CivisKubeSpawner ignores KubeSpawner.profile_list (z2jh singleuser.profileList); "
+                "offer choices with c.CivisSpawner.environments instead"
+            )
+
+    def apply_resources(self, environment) -> None:
+        for name, value in self._configured.items():
+            setattr(self, name, copy.deepcopy(value))
+        super().apply_resources(environment)
+        for key, value in (self.environment_pod_settings.get(environment.name) or {}).items():
+            setattr(self, key, merge_value(getattr(self, key), value))
+
+    async def prepare_environment(self, environment, selection, emit) -> dict:
+        started = time.monotonic()
+        image = selection.image or environment.image
+        packages = tuple(sorted(set(environment.packages) | set(selection.packages)))
+        if packages and self.extra_packages == "reject":
+            raise SpawnRejected(
+                f"packages: this hub runs servers on Kubernetes from prebuilt images and does "
+                f"not add packages ({', '.join(packages)}); choose an environment whose image "
+                "has them, or ask your hub administrator for one"
+            )
+        self.image = image
+        self.image_pull_policy = pull_policy_for(
+            image, self._configured["image_pull_policy"], frozenset(self.mutable_image_tags)
+        )
+        self._packages = packages
+        if is_pinned(image, frozenset(self.mutable_image_tags)):
+            emit(f"Using image {image}", 10)
+        else:
+            emit(f"Using image {image} (a mutable tag: the exact version is recorded once it runs)", 10)
+        if packages:
+            emit(f"Packages {', '.join(packages)} will be installed when the pod starts", 12)
+        self._environment_seconds = time.monotonic() - started
+        return {
+            "name": environment.name,
+            "id": environment_id(image, packages),
+            "image": image,
+            "packages": list(packages),
+            "extra_packages": list(selection.packages),
+        }
+
+    # ----- the pod ---------------------------------------------------------------------
+
+    def get_env(self):
+        env = super().get_env()
+        if self.podinfo_mount_path:
+            env["CIVIS_PODINFO_DIR"] = self.podinfo_mount_path
+        if getattr(self, "_packages", ()):
+            target = self._packages_target()
+            env["PYTHONPATH"] = ":".join(p for p in (target, env.get("PYTHONPATH")) if p)
+            env["CIVIS_PACKAGES_DIR"] = target
+        return env
+
+    def _packages_target(self) -> str:
+        return f"{self.packages_dir.rstrip('/')}/{self.environment_record.get('id') or 'none'}"
+
+    async def get_pod_manifest(self):
+        pod = await super().get_pod_manifest()
+        annotations = pod.metadata.annotations = dict(pod.metadata.annotations or {})
+        record = self.environment_record or {}
+        if record.get("name"):
+            annotations[ANNOTATION_ENVIRONMENT] = record["name"]
+        notebook = next(c for c in pod.spec.containers if c.name == "notebook")
+        if self.podinfo_mount_path:
+            pod.spec.volumes = list(pod.spec.volumes or []) + [
+                k8s.V1Volume(
+                    name=PODINFO_VOLUME,
+                    downward_api=k8s.V1DownwardAPIVolumeSource(
+                        items=[
+                            k8s.V1DownwardAPIVolumeFile(
+                                path="annotations",
+                                field_ref=k8s.V1ObjectFieldSelector(field_path="metadata.annotations"),
+                            ),
+                            k8s.V1DownwardAPIVolumeFile(
+                                path="labels",
+                                field_ref=k8s.V1ObjectFieldSelector(field_path="metadata.labels"),
+                            ),
+                        ]
+                    ),
+                )
+            ]
+            notebook.volume_mounts = list(notebook.volume_mounts or []) + [
+                k8s.V1VolumeMount(name=PODINFO_VOLUME, mount_path=self.podinfo_mount_path, read_only=True)
+            ]
+        if getattr(self, "_packages", ()):
+            self._add_packages_init_container(pod, notebook)
+        return pod
+
+    def _add_packages_init_container(self, pod, notebook):
+        target = self._packages_target()
+        mounts = list(notebook.volume_mounts or [])
+        covered = any(
+            target == m.mount_path or target.startswith(m.mount_path.rstrip("/") + "/")
+            for m in mounts
+            if m.name != PODINFO_VOLUME
+        )
+        if not covered:
+            pod.spec.volumes = list(pod.spec.volumes or []) + [
+                k8s.V1Volume(name=PACKAGES_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource())
+            ]
+            mount = k8s.V1VolumeMount(name=PACKAGES_VOLUME, mount_path=self.packages_dir)
+            notebook.volume_mounts = mounts + [mount]
+            mounts = mounts + [mount]
+        requirements = " ".join(shlex.quote(p) for p in self._packages)
+        tmp = shlex.quote(target + ".partial")
+        script = (
+            "set -e\n"
+            f"if [ -f {shlex.quote(target)}/.complete ]; then echo 'packages already installed'; exit 0; fi\n"
+            f"rm -rf {tmp} && mkdir -p {tmp}\n"
+            f"python3 -m pip install --no-cache-dir --disable-pip-version-check --target {tmp} -- {requirements}\n"
+            f"touch {tmp}/.complete && rm -rf {shlex.quote(target)} && mv {tmp} {shlex.quote(target)}\n"
+        )
+        init = k8s.V1Container(
+            name=PACKAGES_INIT_CONTAINER,
+            image=notebook.image,
+            image_pull_policy=notebook.image_pull_policy,
+            command=["sh", "-c", script],
+            volume_mounts=[m for m in mounts if m.name != PODINFO_VOLUME],
+            security_context=notebook.security_context,
+            resources=notebook.resources,
+            env=[e for e in (notebook.env or []) if e.name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT")],
+        )
+        pod.spec.init_containers = list(pod.spec.init_containers or []) + [init]
+
+    # ----- after start: digest, metrics; progress sentences -----------------------------
+
+    async def start(self):
+        requested = time.monotonic()
+        self._environment_seconds = None
+        url = await super().start()
+        try:
+            await self._after_running(time.monotonic() - requested)
+        except Exception:  # recording must never fail a server that runs
+            self.log.exception("CivisKubeSpawner: could not record what %s runs", self._log_name)
+        return url
+
+    async def _after_running(self, total_seconds: float) -> None:
+        record = dict(self.environment_record or {})
+        environment = record.get("name") or "unknown"
+        pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None
+        durations = phase_durations(pod or {}, self.events)
+        if self._environment_seconds is not None:
+            durations["environment"] = self._environment_seconds
+        durations["total"] = total_seconds
+        for phase, seconds in durations.items():
+            SPAWN_PHASE_SECONDS.labels(environment=environment, phase=phase).observe(seconds)
+        self.log.info(
+            "%s started in %.1f s (%s)", self._log_name, total_seconds,
+            ", ".join(f"{k} {v:.1f} s" for k, v in sorted(durations.items())),
+        )
+        if not (self.record_image_digest and pod):
+            return
+        image_id = image_id_from_pod(pod)
+        digest = digest_reference(record.get("image") or self.image, image_id)
+        if not image_id:
+            return
+        record["image_id"] = image_id
+        if digest:
+            record["image_digest"] = digest
+        self.environment_record = record
+        annotations = {ANNOTATION_IMAGE_ID: image_id}
+        if digest:
+            annotations[ANNOTATION_IMAGE_DIGEST] = digest
+        await self.api.patch_namespaced_pod(
+            name=self.pod_name,
+            namespace=self.namespace,
+            body={"metadata": {"annotations": annotations}},
+            _content_type="application/merge-patch+json",
+        )
+
+    async def progress(self):
+        """Environment steps, then pod events as sentences (pulling, pulled, scheduled…)."""
+        async for event in super().progress():
+            raw = event.get("raw_event")
+            if raw:
+                event = {**event, "message": describe_event(raw)}
+            yield event
