@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import re
 import sys
@@ -221,3 +222,32 @@ def test_removed_environment_asks_the_user_to_choose_again(tmp_path):
     finally:
         stop_hub(second)
     wait_for(lambda: not processes_under(tmp_path), timeout=30, message="servers to exit")
+
+
+def test_spawn_progress_shows_environment_steps_and_live_build_lines(hub):
+    user = hub.create_user("progress")
+    events = []
+
+    def follow():
+        with hub.api("GET", f"/users/{user}/servers/built/progress", stream=True) as r:
+            if r.status_code != 200:
+                return False
+            for line in r.iter_lines(decode_unicode=True):
+                if line.startswith("data:"):
+                    events.append(json.loads(line[5:]))
+        return True
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        spawn = pool.submit(hub.start, user, "built", {"packages": ["tabulate==0.8.10"]})
+        wait_for(follow, timeout=60, interval=0.05, message="the progress stream")
+        assert spawn.result().status_code in (201, 202)
+
+    messages = [e.get("message", "") for e in events]
+    assert messages[0] == "Server requested"
+    assert any(m.startswith("Resolving environment") for m in messages), messages
+    assert "Installing tabulate==0.8.10" in messages, messages
+    assert any("Installed 1 package" in m for m in messages), messages  # uv's own line
+    assert any(m.endswith("starting the server") for m in messages), messages
+    assert events[-1].get("ready") is True, events[-1]
+    progress = [e["progress"] for e in events if "progress" in e]
+    assert progress == sorted(progress), progress
