@@ -42,6 +42,24 @@ def _entry_point(name: str):
     return ep.load()
 
 
+def _prepuller(args) -> int:
+    from jupyterhub_civis.prepuller import load_catalog, render
+    from jupyterhub_civis.spawner import CatalogError
+
+    try:
+        catalog = load_catalog(args.source)
+    except CatalogError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    options = {}
+    if args.format == "daemonset":
+        options = {"namespace": args.namespace, "name": args.name}
+        if args.node_selector:
+            options["node_selector"] = dict(pair.split("=", 1) for pair in args.node_selector)
+    sys.stdout.write(render(catalog, args.format, **options))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="jupyterhub-civis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +68,18 @@ def main(argv=None) -> int:
     )
     check.add_argument("config", help="path to jupyterhub_config.py")
     check.set_defaults(func=_check_config)
+    pull = sub.add_parser(
+        "prepuller",
+        help="print pre-puller config for every catalog image (z2jh values or a DaemonSet)",
+    )
+    pull.add_argument("source", help="jupyterhub_config.py, or a z2jh values file with hub.config")
+    pull.add_argument("--format", choices=["values", "daemonset"], default="values",
+                      help="values: z2jh prePuller.extraImages (default); daemonset: a manifest")
+    pull.add_argument("--namespace", default="jupyterhub", help="DaemonSet namespace")
+    pull.add_argument("--name", default="civis-image-puller", help="DaemonSet name")
+    pull.add_argument("--node-selector", action="append", metavar="KEY=VALUE",
+                      help="only pull on nodes with this label (repeatable)")
+    pull.set_defaults(func=_prepuller)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from jupyterhub_civis.spawner.catalog import CatalogError, parse_catalog
 from jupyterhub_civis.spawner.form import render_options_form
 from jupyterhub_civis.spawner.options import (

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from civis_test_support import processes_under
+
 from jupyterhub_civis.spawner.venv_builder import BuildError, LayeredVenvBuilder, interpreter
 
 BASE = sys.prefix
