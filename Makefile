@@ -1,14 +1,14 @@
 # One-command entry points: `make demo` and `make test` (see README).
 SHELL := /bin/bash
 PYTHON ?= python3
-# JupyterHub line to run against: 6 (default) or 5 (what the z2jh chart ships).
+# JupyterHub line to run against: 6 (default) or 5 (the pair the z2jh chart ships).
 JUPYTERHUB_LINE ?= 6
 ifeq ($(JUPYTERHUB_LINE),5)
 VENV ?= .venv-hub5
-JUPYTERHUB_SPEC := jupyterhub==5.5.*
+PINS := "jupyterhub==5.5.0" "jupyterhub-kubespawner==7.1.0"
 else
 VENV ?= .venv
-JUPYTERHUB_SPEC := jupyterhub>=6.1,<7
+PINS := "jupyterhub>=6.1,<7"
 endif
 BIN := $(VENV)/bin
 SOURCES := setup.cfg pyproject.toml
@@ -27,13 +27,13 @@ setup: $(VENV)/.civis-installed
 $(VENV)/.civis-installed: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(JUPYTERHUB_SPEC)" jupyterlab ipykernel -e .
+	$(BIN)/python -m pip install -q $(PINS) jupyterlab ipykernel -e .
 	touch $@
 
 setup-test: setup $(VENV)/.civis-test-installed
 
 $(VENV)/.civis-test-installed: setup.cfg
-	$(BIN)/python -m pip install -q "$(JUPYTERHUB_SPEC)" -e ".[test]"
+	$(BIN)/python -m pip install -q $(PINS) -e ".[test]"
 	touch $@
 
 proxy: node_modules/.bin/configurable-http-proxy

@@ -13,6 +13,8 @@ import json
 import os
 
 ENV_VAR = "CIVIS_ENVIRONMENT_JSON"
+PODINFO_VAR = "CIVIS_PODINFO_DIR"
+DIGEST_ANNOTATION = "jupyterhub-civis/image-digest"
 RECORDED_KEYS = ("name", "id", "image", "packages")
 
 
@@ -25,6 +27,30 @@ def environment_from_env(environ=os.environ) -> dict | None:
     except ValueError:
         return None
     return {k: record[k] for k in RECORDED_KEYS if record.get(k) not in (None, "")}
+
+
+def image_digest(podinfo_dir: str | None) -> str | None:
+    """The pinned image reference (``repo@sha256:…``) a Kubernetes pod runs.
+
+    The spawner annotates the pod once the image is pulled; the downward API
+    shows annotations as ``key="value"`` lines in ``<podinfo_dir>/annotations``.
+    Read at save time because the annotation arrives after the server started.
+    """
+    if not podinfo_dir:
+        return None
+    try:
+        with open(os.path.join(podinfo_dir, "annotations")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key == DIGEST_ANNOTATION:
+            try:
+                return json.loads(value) or None
+            except ValueError:
+                return None
+    return None
 
 
 def record_environment(model: dict, environment: dict | None) -> None:
@@ -48,8 +74,13 @@ def _load_jupyter_server_extension(serverapp):
         serverapp.log.debug("jupyterhub_civis: no CIVIS_ENVIRONMENT_JSON; not recording")
         return
 
+    podinfo_dir = os.environ.get(PODINFO_VAR)
+
     def pre_save(model, **kwargs):
-        record_environment(model, environment)
+        digest = image_digest(podinfo_dir)
+        record_environment(
+            model, {**environment, "image_digest": digest} if digest else environment
+        )
 
     serverapp.contents_manager.register_pre_save_hook(pre_save)
     serverapp.log.info(

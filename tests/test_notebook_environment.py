@@ -2,7 +2,11 @@
 
 import json
 
-from jupyterhub_civis.notebook_environment import environment_from_env, record_environment
+from jupyterhub_civis.notebook_environment import (
+    environment_from_env,
+    image_digest,
+    record_environment,
+)
 
 
 def test_environment_comes_from_the_spawner_variable():
@@ -36,3 +40,15 @@ def test_other_files_are_untouched():
     model = {"type": "file", "content": "print(1)"}
     record_environment(model, {"name": "ml"})
     assert model == {"type": "file", "content": "print(1)"}
+
+
+def test_the_image_digest_comes_from_the_pods_annotations(tmp_path):
+    (tmp_path / "annotations").write_text(
+        'jupyterhub-civis/environment="ml"\n'
+        'jupyterhub-civis/image-digest="registry.example.com/ml@sha256:' + "a" * 64 + '"\n'
+    )
+    assert image_digest(str(tmp_path)) == "registry.example.com/ml@sha256:" + "a" * 64
+    assert image_digest(str(tmp_path / "missing")) is None
+    assert image_digest(None) is None
+    (tmp_path / "annotations").write_text('jupyterhub-civis/environment="ml"\n')
+    assert image_digest(str(tmp_path)) is None
