@@ -11,7 +11,7 @@ VENV ?= .venv
 PINS := "jupyterhub>=6.1,<7"
 endif
 BIN := $(VENV)/bin
-SOURCES := setup.cfg pyproject.toml
+SOURCES := setup.cfg pyproject.toml Makefile
 PYTEST_ARGS ?=
 
 .PHONY: demo test setup setup-test proxy chromium lint bench clean
@@ -32,7 +32,7 @@ $(VENV)/.civis-installed: $(SOURCES)
 
 setup-test: setup $(VENV)/.civis-test-installed
 
-$(VENV)/.civis-test-installed: setup.cfg
+$(VENV)/.civis-test-installed: $(SOURCES)
 	$(BIN)/python -m pip install -q $(PINS) -e ".[test]"
 	touch $@
 

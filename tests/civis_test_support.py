@@ -110,6 +110,31 @@ class Hub:
 
         wait_for(stopped, timeout=60, message=f"{user}/{server} stopped")
 
+    def start_and_follow(self, user: str, server: str, options=None):
+        """Start a server and collect its progress stream from the first event.
+
+        The stream is opened while the start request is in flight; a stream
+        opened after the server is ready would only carry the final event.
+        Returns ``(start response, events)``.
+        """
+        import concurrent.futures
+
+        events: list[dict] = []
+
+        def follow():
+            with self.api("GET", f"/users/{user}/servers/{server}/progress", stream=True) as r:
+                if r.status_code != 200:
+                    return False
+                for line in r.iter_lines(decode_unicode=True):
+                    if line and line.startswith("data:"):
+                        events.append(json.loads(line[5:]))
+            return True
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            started = pool.submit(self.start, user, server, options)
+            wait_for(follow, timeout=120, interval=0.05, message=f"{user}/{server} progress")
+            return started.result(), events
+
     def user_token(self, user: str) -> str:
         r = self.api("POST", f"/users/{user}/tokens", json={"note": "test", "expires_in": 3600})
         assert r.status_code == 201, r.text

@@ -42,8 +42,12 @@ def probe(hub, user, server) -> dict:
 def two_servers(hub):
     """One user, two named servers with different environments, started concurrently."""
     user = hub.create_user("two")
-    r1 = hub.start(user, "plain", {"environment": "python"})
-    r2 = hub.start(user, "extra", {"environment": "python-tabulate", "packages": ["humanize"]})
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both requests in flight at once
+        f1 = pool.submit(hub.start, user, "plain", {"environment": "python"})
+        f2 = pool.submit(
+            hub.start, user, "extra", {"environment": "python-tabulate", "packages": ["humanize"]}
+        )
+        r1, r2 = f1.result(), f2.result()
     assert r1.status_code in (201, 202), r1.text
     assert r2.status_code in (201, 202), r2.text
     hub.wait_ready(user, "plain")
@@ -149,8 +153,11 @@ def test_path_tricks_in_server_names_are_refused(hub, name):
     if r.status_code == 400:
         assert "server_name" in r.json()["message"] or "server name" in r.json()["message"].lower()
     assert not (hub.state_dir / "servers" / "etc").exists()
+    assert not list((hub.state_dir / "servers").glob(f"{user}/*"))  # no working folder made
     servers = hub.api("GET", f"/users/{user}?include_stopped_servers=1").json()["servers"]
-    assert set(servers) <= {""}, servers  # the default server always exists, stopped
+    # JupyterHub 6 refuses such names itself; JupyterHub 5 records the server before
+    # the spawner refuses it, so a stopped entry may remain (docs/architecture.md)
+    assert not [s for s in servers.values() if s["ready"] or s["pending"]], servers
 
 
 def test_rejected_options_keep_the_remembered_choice(hub, two_servers):
@@ -226,21 +233,8 @@ def test_removed_environment_asks_the_user_to_choose_again(tmp_path):
 
 def test_spawn_progress_shows_environment_steps_and_live_build_lines(hub):
     user = hub.create_user("progress")
-    events = []
-
-    def follow():
-        with hub.api("GET", f"/users/{user}/servers/built/progress", stream=True) as r:
-            if r.status_code != 200:
-                return False
-            for line in r.iter_lines(decode_unicode=True):
-                if line.startswith("data:"):
-                    events.append(json.loads(line[5:]))
-        return True
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        spawn = pool.submit(hub.start, user, "built", {"packages": ["tabulate==0.8.10"]})
-        wait_for(follow, timeout=60, interval=0.05, message="the progress stream")
-        assert spawn.result().status_code in (201, 202)
+    response, events = hub.start_and_follow(user, "built", {"packages": ["tabulate==0.8.10"]})
+    assert response.status_code in (201, 202), response.text
 
     messages = [e.get("message", "") for e in events]
     assert messages[0] == "Server requested"

@@ -13,9 +13,7 @@
   the kernels — is real.
 """
 
-import json
 import re
-import threading
 
 import civis_test_support
 import pytest
@@ -65,18 +63,6 @@ def cluster(tmp_path_factory):
     api.stop()
 
 
-def read_progress(hub, user, server, into: list):
-    """Collect the spawn page's event stream (what the progress bar shows)."""
-    with hub.session.get(f"{hub.url}/hub/api/users/{user}/servers/{server}/progress",
-                         headers={"Authorization": f"token {TEST_TOKEN}"}, stream=True, timeout=300) as r:
-        for line in r.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                event = json.loads(line[5:])
-                into.append(event)
-                if event.get("ready") or event.get("failed"):
-                    return
-
-
 def test_two_named_servers_two_pods_through_restart(cluster, monkeypatch):
     api, kubelet, root = cluster
     monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(root / "kubeconfig.yaml", NAMESPACE)))
@@ -90,13 +76,9 @@ def test_two_named_servers_two_pods_through_restart(cluster, monkeypatch):
         user = hub.create_user("kube")
         progress = {}
         for server, environment in (("a", "python"), ("b", "scipy")):
-            progress[server] = []
-            r = hub.start(user, server, {"environment": environment})
+            r, progress[server] = hub.start_and_follow(user, server, {"environment": environment})
             assert r.status_code in (201, 202), r.text
-            reader = threading.Thread(target=read_progress, args=(hub, user, server, progress[server]))
-            reader.start()
             hub.wait_ready(user, server, timeout=120)
-            reader.join(60)
         assert not kubelet.errors, kubelet.errors
 
         # two pods, each with its environment's image and the chart-style label
