@@ -21,6 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CONFIG = ROOT / "config" / "local" / "jupyterhub_config.py"
 PROXY = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
 TEST_TOKEN = "civis-test-" + uuid.uuid4().hex
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -211,18 +220,43 @@ def processes_under(folder: Path) -> list[str]:
     return found
 
 
-def run_code(hub: Hub, user: str, server: str, code: str, token: str = TEST_TOKEN) -> str:
+def run_code(
+    hub: Hub,
+    user: str,
+    server: str,
+    code: str,
+    token: str = TEST_TOKEN,
+    notebook_path: str | None = None,
+) -> str:
     """Run ``code`` in a new kernel of a running server, through the hub's proxy.
 
-    Returns everything the kernel printed; raises if the code raised.
+    With ``notebook_path`` the kernel belongs to a session of that notebook (as
+    when a person opens it), otherwise it is a bare kernel. Returns everything
+    the kernel printed; raises if the code raised.
     """
     import websocket
 
     base = f"{hub.url}/user/{user}/{server}"
     headers = {"Authorization": f"token {token}"}
-    r = hub.session.post(f"{base}/api/kernels", headers=headers, json={}, timeout=60)
-    assert r.status_code == 201, r.text
-    kernel_id = r.json()["id"]
+    if notebook_path:
+        r = hub.session.post(
+            f"{base}/api/sessions",
+            headers=headers,
+            json={
+                "path": notebook_path,
+                "type": "notebook",
+                "name": notebook_path,
+                "kernel": {"name": "python3"},
+            },
+            timeout=60,
+        )
+        assert r.status_code == 201, r.text
+        kernel_id, cleanup = r.json()["kernel"]["id"], f"{base}/api/sessions/{r.json()['id']}"
+    else:
+        r = hub.session.post(f"{base}/api/kernels", headers=headers, json={}, timeout=60)
+        assert r.status_code == 201, r.text
+        kernel_id = r.json()["id"]
+        cleanup = f"{base}/api/kernels/{kernel_id}"
     ws = websocket.create_connection(
         f"ws{base[4:]}/api/kernels/{kernel_id}/channels",
         header=[f"Authorization: token {token}"],
@@ -268,7 +302,7 @@ def run_code(hub: Hub, user: str, server: str, code: str, token: str = TEST_TOKE
                 break
     finally:
         ws.close()
-        hub.session.delete(f"{base}/api/kernels/{kernel_id}", headers=headers, timeout=60)
+        hub.session.delete(cleanup, headers=headers, timeout=60)
     if error:
         raise AssertionError(f"kernel raised:\n{error}")
     return "".join(output)

@@ -8,8 +8,9 @@ Deployment assumptions
   username plus the password below. Replace the authenticator for real use.
 - configurable-http-proxy comes from this project's ``node_modules`` (``make
   demo`` installs it) or from PATH.
-- State (hub database, cookie secret, server folders, built environments)
-  lives in ``$CIVIS_STATE_DIR`` (default: ``.demo/`` in the project).
+- State (hub database, cookie secret, server folders, built environments,
+  the demo warehouse and cached query results) lives in ``$CIVIS_STATE_DIR``
+  (default: ``.demo/`` in the project).
 """
 
 import os
@@ -69,5 +70,9 @@ c.CivisSpawner.environments = [
         "packages": ["tabulate==0.9.0"],
     },
 ]
+
+# The query cache: a DuckDB demo warehouse as the "default" connection, and one
+# result folder per user shared by that user's servers.
+load_subconfig(os.path.join(here, "query_cache_demo.py"))  # noqa: F821 (provided by JupyterHub)
 
 CivisLocalSpawner.check_config(c)  # a broken catalog stops the hub here, with the reason

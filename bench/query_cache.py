@@ -1,0 +1,241 @@
+"""Benchmark: the query cache against what users do today, side by side in one run.
+
+Against the local PostgreSQL (``CIVIS_BENCH_PG``, default
+postgresql://postgres@127.0.0.1:5432), a fresh database with a 1M-row x
+10-column table, and a real `jupyter server` with the query cache extension:
+
+  (a) pandas.read_sql via SQLAlchemy + psycopg      (what users do today)
+  (b) ADBC fetch_arrow_table + to_pandas            (the best direct fetch)
+  (c) our client, cache miss (mode="refresh")
+  (d) our client, cache hit  (max_age)
+  (e) the limit: the stored Arrow IPC file, memory-mapped + to_pandas
+  and the server's peak RSS during a miss.
+
+Median of N interleaved rounds (``--repeat``, default 5; read_sql runs in 3 of them).
+The last line is machine-readable:
+hit_vs_limit=<d/e> hit_speedup_vs_read_sql=<a/d> miss_vs_adbc=<c/b> miss_speedup_vs_read_sql=<a/c>
+Not a test: run it by hand, `python bench/query_cache.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+import pyarrow as pa
+
+PG = os.environ.get("CIVIS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+ROWS = 1_000_000
+SQL = "select * from bench_1m"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def create_table(db_url):
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as c:
+        c.execute(
+            f"""create table bench_1m as select
+                 g::bigint as id,
+                 (g % 1000)::int as i1,
+                 (g * 7 % 100000)::bigint as i2,
+                 (g * 0.5)::float8 as f1,
+                 random()::float8 as f2,
+                 ('name ' || (g % 5000))::text as s1,
+                 md5(g::text) as s2,
+                 timestamp '2024-01-01' + (g || ' seconds')::interval as ts,
+                 (g % 2 = 0) as b,
+                 (g % 97)::numeric(10,2)::float8 as f3
+               from generate_series(1, {ROWS}) g"""
+        )
+        c.execute("analyze bench_1m")
+
+
+def start_server(tmp, db_url):
+    port, token = free_port(), secrets.token_hex(16)
+    config = {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyterhub_civis.query_cache": True, "jupyterlab": False},
+            "ip": "127.0.0.1",
+            "port": port,
+            "port_retries": 0,
+            "open_browser": False,
+            "allow_root": True,
+            "root_dir": tmp,
+        },
+        "IdentityProvider": {"token": token},
+        "QueryCache": {
+            "connections": {"default": db_url},
+            "store_dir": os.path.join(tmp, "store"),
+            "max_store_bytes": 4 * 1024**3,
+        },
+    }
+    cfg = os.path.join(tmp, "jupyter_server_config.json")
+    with open(cfg, "w") as f:
+        json.dump(config, f)
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": tmp, "JUPYTER_RUNTIME_DIR": os.path.join(tmp, "rt")}
+    log = open(os.path.join(tmp, "server.log"), "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--config", cfg], env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            req = urllib.request.Request(
+                url + "api/status", headers={"Authorization": f"token {token}"}
+            )
+            urllib.request.urlopen(req, timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"jupyter server did not start; see {tmp}/server.log") from None
+            time.sleep(0.1)
+    return proc, url, token
+
+
+def rss_mb(pid, field="VmHWM"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak(pid):
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5, help="rounds (read_sql runs in 3 at most)")
+    args = ap.parse_args()
+
+    import adbc_driver_postgresql.dbapi as adbc
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from jupyterhub_civis.query_cache.client import ServerInfo, query
+
+    dbname = f"civis_qc_bench_{uuid.uuid4().hex[:8]}"
+    import psycopg
+
+    with psycopg.connect(PG + "/postgres", autocommit=True) as c:
+        c.execute(f'create database "{dbname}"')
+    db_url = f"{PG}/{dbname}"
+    tmp = tempfile.mkdtemp(prefix="civis-qc-bench-")
+    proc = None
+    try:
+        t0 = time.perf_counter()
+        create_table(db_url)
+        print(f"created {ROWS:,} x 10 table in {time.perf_counter() - t0:.1f} s", flush=True)
+        proc, url, token = start_server(tmp, db_url)
+        server = ServerInfo(url, token)
+        n = args.repeat
+
+        engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+
+        def read_sql():
+            with engine.connect() as conn:
+                return pd.read_sql(sa.text(SQL), conn)
+
+        def adbc_direct():
+            with adbc.connect(db_url) as conn, conn.cursor() as cur:
+                cur.execute(SQL)
+                return cur.fetch_arrow_table().to_pandas()
+
+        def miss():
+            return query(SQL, mode="refresh", server=server, progress=False)
+
+        def hit():
+            return query(SQL, max_age=3600, server=server, progress=False)
+
+        # Interleaved rounds, so load from anything else on the machine hits every
+        # path alike; the slow read_sql runs in the first 3 rounds only.
+        times = {k: [] for k in "abcde"}
+        peaks = []
+        idle = rss_mb(proc.pid, "VmRSS")
+        can_reset = reset_peak(proc.pid)
+
+        def clock(k, fn):
+            t0 = time.perf_counter()
+            out = fn()
+            times[k].append(time.perf_counter() - t0)
+            return out
+
+        for i in range(n):
+            print(f"round {i + 1}/{n}", flush=True)
+            if i < 3:
+                clock("a", read_sql)
+            clock("b", adbc_direct)
+            reset_peak(proc.pid)
+            df = clock("c", miss)
+            peaks.append(rss_mb(proc.pid))
+            assert len(df) == ROWS and df.shape[1] == 10
+
+        req = urllib.request.Request(
+            url + "civis/queries", headers={"Authorization": f"token {token}"}
+        )
+        latest = json.loads(urllib.request.urlopen(req).read())["queries"][0]
+        path = latest["result_path"]
+
+        def limit():
+            return pa.ipc.open_file(pa.memory_map(path, "r")).read_all().to_pandas()
+
+        for _ in range(max(n, 5)):
+            assert len(clock("d", hit)) == ROWS
+            clock("e", limit)
+
+        labels = {
+            "a": "(a) pandas.read_sql",
+            "b": "(b) ADBC + to_pandas",
+            "c": "(c) our client, miss",
+            "d": "(d) our client, hit",
+            "e": "(e) limit: mmap file + to_pandas",
+        }
+        results = {k: statistics.median(v) for k, v in times.items()}
+        for k, label in labels.items():
+            runs = ", ".join(f"{t:.3f}" for t in times[k])
+            print(f"{label:<34} median {results[k]:.3f} s  ({runs})")
+        print(
+            f"server peak RSS during a miss: {statistics.median(peaks):.0f} MB (idle before: {idle:.0f} MB)"
+            + ("" if can_reset else " (process lifetime peak: could not reset VmHWM)")
+            + f"; stored file {os.path.getsize(path) / 1e6:.0f} MB",
+            flush=True,
+        )
+        a, b, c, d, e = (results[k] for k in "abcde")
+        print(
+            f"hit_vs_limit={d / e:.2f} hit_speedup_vs_read_sql={a / d:.1f} "
+            f"miss_vs_adbc={c / b:.2f} miss_speedup_vs_read_sql={a / c:.1f}"
+        )
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(20)
+        with psycopg.connect(PG + "/postgres", autocommit=True) as c:
+            c.execute(f'drop database if exists "{dbname}" with (force)')
+        subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""The query cache jupyter-server extension (``QueryCache`` in config files).
+
+Enable it in a plain server with
+``jupyter server --ServerApp.jpserver_extensions='{"jupyterhub_civis.query_cache": true}'``;
+the bundle's ``jupyter_server_config.d`` file enables it in single-user servers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import ensure_async
+from traitlets import Dict, Enum, Float, Int, Unicode, default
+
+from jupyterhub_civis.query_cache import modes
+from jupyterhub_civis.query_cache.handlers import handlers
+from jupyterhub_civis.query_cache.manager import QueryManager
+from jupyterhub_civis.query_cache.pins import merge_pins
+from jupyterhub_civis.query_cache.store import LocalStore
+from jupyterhub_civis.query_cache.warehouse import Connection, PostgresExecution
+
+
+class QueryCache(ExtensionApp):
+    name = "jupyterhub_civis.query_cache"
+    description = "Warehouse query proxy with a persistent, reproducible result cache"
+    load_other_extensions = True
+
+    connections = Dict(
+        help="""Warehouse connections users may query, by name.
+
+        Each value is a SQLAlchemy URL, or a dict ``{"url": ..., "settings":
+        {...}, "principal": ...}``. ``${VAR}`` in a URL is replaced from the
+        server's environment when connecting: put passwords there, e.g.
+        ``"postgresql://analyst:${WAREHOUSE_PASSWORD}@db:5432/sales"``. The
+        cache key uses the URL *template* with the password masked, never the
+        secret. ``settings`` are session settings applied on connect (e.g.
+        ``{"TimeZone": "UTC"}``) and are part of the cache key. ``principal``
+        overrides the identity the key records (default: the URL's user name).
+        The name ``default`` is used when a query names no connection.
+        PostgreSQL URLs are fetched through ADBC, ``duckdb:///path`` through
+        DuckDB (read-only), anything else through SQLAlchemy.
+        """,
+    ).tag(config=True)
+
+    store_dir = Unicode(
+        help="""Folder of the server-local result store (Arrow IPC files + SQLite metadata).
+
+        Default: ``$CIVIS_QUERY_CACHE_DIR`` if the spawner sets it (it should
+        name one folder per user, shared by that user's named servers, so a
+        notebook copied between them finds its pinned results), else
+        ``<jupyter data dir>/civis-query-cache/<JUPYTERHUB_USER or 'local'>``.
+        """,
+    ).tag(config=True)
+
+    @default("store_dir")
+    def _default_store_dir(self):
+        if os.environ.get("CIVIS_QUERY_CACHE_DIR"):
+            return os.environ["CIVIS_QUERY_CACHE_DIR"]
+        user = os.environ.get("JUPYTERHUB_USER") or "local"
+        return os.path.join(jupyter_data_dir(), "civis-query-cache", user)
+
+    max_store_bytes = Int(
+        10 * 1024**3,
+        help="Size budget of the result store, in bytes (default 10 GiB; 0 = unlimited). "
+        "Least recently used results are evicted first; pinned results never are.",
+    ).tag(config=True)
+
+    max_store_age = Float(
+        30 * 24 * 3600.0,
+        help="Age budget of the result store, in seconds (default 30 days; 0 = unlimited). "
+        "Older unpinned results are evicted.",
+    ).tag(config=True)
+
+    max_result_bytes = Int(
+        2 * 1024**3,
+        help="Largest single result stored, in bytes of Arrow IPC (default 2 GiB; 0 = unlimited). "
+        "A bigger result fails with a clear error and nothing is cached.",
+    ).tag(config=True)
+
+    default_mode = Enum(
+        list(modes.MODES),
+        default_value=modes.REFRESH,
+        help="""Mode when neither the call nor the notebook chooses one.
+
+        A notebook chooses with ``metadata.jupyterhub_civis.deliverable``
+        (``"analysis"`` -> reproducible, ``"report"`` -> refresh) or
+        ``metadata.jupyterhub_civis.query_mode``.
+        """,
+    ).tag(config=True)
+
+    max_concurrent_queries = Int(
+        4, help="Warehouse queries this server runs at once; more wait in state 'queued'."
+    ).tag(config=True)
+
+    history_limit = Int(
+        200, help="Finished queries kept for the status API and page (most recent first)."
+    ).tag(config=True)
+
+    postgres_batch_size_hint_bytes = Int(
+        4 * 1024**2,
+        help="ADBC PostgreSQL batch size hint, in bytes: smaller shows progress sooner, "
+        "larger fetches slightly faster.",
+    ).tag(config=True)
+
+    def initialize_settings(self):
+        connections = {
+            name: Connection.from_config(name, value) for name, value in self.connections.items()
+        }
+        PostgresExecution.batch_size_hint_bytes = self.postgres_batch_size_hint_bytes
+        self.store = LocalStore(
+            self.store_dir,
+            max_total_bytes=self.max_store_bytes or None,
+            max_age=self.max_store_age or None,
+        )
+        serverapp = self.serverapp
+        self.manager = QueryManager(
+            store=self.store,
+            connections=connections,
+            default_mode=self.default_mode,
+            max_result_bytes=self.max_result_bytes or None,
+            max_workers=self.max_concurrent_queries,
+            history_limit=self.history_limit,
+            notebook_for_kernel=self._notebook_for_kernel,
+            notebook_metadata=self._notebook_metadata,
+            log=self.log,
+        )
+        self._metadata_cache: dict[str, tuple] = {}
+        serverapp.contents_manager.register_pre_save_hook(self._pre_save)
+        self.log.info(
+            "civis query cache: store %s, connections %s",
+            self.store_dir,
+            ", ".join(sorted(connections)) or "none",
+        )
+
+    def initialize_handlers(self):
+        self.handlers.extend(handlers(self.manager))
+
+    async def _notebook_for_kernel(self, kernel_id: str) -> str | None:
+        sessions = await ensure_async(self.serverapp.session_manager.list_sessions())
+        for s in sessions:
+            if (s.get("kernel") or {}).get("id") == kernel_id and s.get(
+                "type", "notebook"
+            ) == "notebook":
+                return s.get("path")
+        return None
+
+    async def _notebook_metadata(self, path: str) -> dict | None:
+        """The notebook's saved metadata (cached until the file changes)."""
+        cm = self.serverapp.contents_manager
+        try:
+            if not await ensure_async(cm.file_exists(path)):
+                return None
+            stamp = (await ensure_async(cm.get(path, content=False, type="notebook")))[
+                "last_modified"
+            ]
+            cached = self._metadata_cache.get(path)
+            if cached and cached[0] == stamp:
+                return cached[1]
+            model = await ensure_async(cm.get(path, content=True, type="notebook"))
+        except Exception as e:
+            self.log.warning("civis query cache: cannot read %s: %s", path, e)
+            return None
+        metadata = dict((model.get("content") or {}).get("metadata") or {})
+        self._metadata_cache[path] = (model["last_modified"], metadata)
+        self.manager.protect_pins(path, metadata)
+        return metadata
+
+    def _pre_save(self, model, path, **kwargs):
+        merge_pins(model, self.manager.pins_for(path))
+
+    async def stop_extension(self):
+        self.manager.shutdown()

@@ -1,0 +1,227 @@
+"""Kernel-side client: ``query(...)`` -> pandas DataFrame, ``query_arrow(...)`` -> pyarrow Table.
+
+It finds its own server, in this order:
+
+1. ``CIVIS_QUERY_CACHE_URL`` (+ ``CIVIS_QUERY_CACHE_TOKEN``), if set;
+2. under JupyterHub, ``JUPYTERHUB_SERVICE_URL`` with ``JUPYTERHUB_API_TOKEN``;
+3. the jupyter-server runtime file of the server that started this kernel
+   (the ``jpserver-<pid>.json`` whose pid is this process's parent).
+
+It tells the server its kernel id so the server can pin results in the
+notebook that runs the kernel. Results come as an Arrow IPC file mapped from
+disk when the kernel sees the server's filesystem, else as an Arrow IPC stream.
+Interrupting the kernel cancels the warehouse query.
+"""
+
+from __future__ import annotations
+
+import glob
+import html
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+FINAL = ("done", "failed", "cancelled")
+
+
+class QueryError(Exception):
+    """The query failed (warehouse message), was cancelled, or was rejected."""
+
+
+@dataclass
+class ServerInfo:
+    url: str  # ends with "/"
+    token: str
+
+
+def _runtime_dir() -> str:
+    try:
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        return jupyter_runtime_dir()
+    except Exception:
+        return os.environ.get(
+            "JUPYTER_RUNTIME_DIR", os.path.expanduser("~/.local/share/jupyter/runtime")
+        )
+
+
+def find_server(environ=os.environ) -> ServerInfo:
+    if environ.get("CIVIS_QUERY_CACHE_URL"):
+        return ServerInfo(
+            environ["CIVIS_QUERY_CACHE_URL"].rstrip("/") + "/",
+            environ.get("CIVIS_QUERY_CACHE_TOKEN", ""),
+        )
+    if environ.get("JUPYTERHUB_SERVICE_URL") and environ.get("JUPYTERHUB_API_TOKEN"):
+        return ServerInfo(
+            environ["JUPYTERHUB_SERVICE_URL"].rstrip("/") + "/", environ["JUPYTERHUB_API_TOKEN"]
+        )
+    candidates = []
+    for path in glob.glob(os.path.join(_runtime_dir(), "jpserver-*.json")):
+        try:
+            with open(path) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            continue
+        candidates.append(info)
+    parent = [c for c in candidates if c.get("pid") == os.getppid()]
+    chosen = parent or (candidates if len(candidates) == 1 else [])
+    if not chosen:
+        raise QueryError(
+            "cannot find the Jupyter server for this kernel (no JupyterHub environment and no "
+            "matching jpserver-*.json runtime file); set CIVIS_QUERY_CACHE_URL"
+        )
+    return ServerInfo(chosen[0]["url"].rstrip("/") + "/", chosen[0].get("token", ""))
+
+
+def _kernel_id() -> str | None:
+    try:
+        from ipykernel.connect import get_connection_file
+
+        m = re.search(r"kernel-(.+)\.json$", os.path.basename(get_connection_file()))
+        return m.group(1) if m else None
+    except Exception:
+        return None
+
+
+class _Api:
+    def __init__(self, server: ServerInfo):
+        self.server = server
+
+    def request(
+        self, method: str, path: str, body: Any = None, *, raw: bool = False, timeout: float = 120
+    ):
+        url = self.server.url + path
+        data = (
+            json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+        )
+        req = urllib.request.Request(url, data=data, method=method)
+        if self.server.token:
+            req.add_header("Authorization", f"token {self.server.token}")
+        if body is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                payload = resp.read()
+        except urllib.error.HTTPError as e:
+            try:
+                message = json.loads(e.read()).get("message") or str(e)
+            except Exception:
+                message = str(e)
+            raise QueryError(message) from None
+        return payload if raw else json.loads(payload)
+
+
+class _Progress:
+    """An in-place progress display in the notebook (no-op outside IPython)."""
+
+    def __init__(self, show: bool):
+        self.handle = None
+        self.last = None
+        if not show:
+            return
+        try:
+            from IPython import get_ipython
+
+            if get_ipython() is None:
+                return
+            from IPython.display import display
+
+            self.handle = display(
+                self._bundle({"state": "submitting", "elapsed": 0, "rows": 0}),
+                raw=True,
+                display_id=True,
+            )
+        except Exception:
+            self.handle = None
+
+    @staticmethod
+    def _bundle(status: dict) -> dict:
+        state = status.get("state")
+        text = f"query {state} · {status.get('elapsed', 0):.1f} s · {status.get('rows', 0):,} rows"
+        if status.get("cache"):
+            text += f" · cache {status['cache']}"
+        if status.get("error") and state != "cancelled":
+            text += f" · {status['error']}"
+        return {"text/plain": text, "text/html": f"<code>{html.escape(text)}</code>"}
+
+    def update(self, status: dict):
+        if self.handle is None:
+            return
+        view = (status.get("state"), status.get("rows"), round(status.get("elapsed", 0), 1))
+        if view == self.last:
+            return
+        self.last = view
+        try:
+            self.handle.update(self._bundle(status), raw=True)
+        except Exception:
+            pass
+
+
+def _read_result(api: _Api, status: dict) -> pa.Table:
+    path = status.get("result_path")
+    if path and os.path.exists(path) and os.path.getsize(path) == status.get("bytes"):
+        try:
+            return pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
+        except (OSError, pa.ArrowInvalid):
+            pass  # evicted or not ours to read: fall back to the stream
+    payload = api.request("GET", f"civis/queries/{status['id']}/result", raw=True, timeout=600)
+    return pa.ipc.open_stream(payload).read_all()
+
+
+def query_arrow(
+    sql: str,
+    params: list | dict | None = None,
+    *,
+    connection: str = "default",
+    mode: str | None = None,
+    max_age: float | None = None,
+    progress: bool = True,
+    server: ServerInfo | None = None,
+) -> pa.Table:
+    """Run ``sql`` through this server's query cache; return a pyarrow Table.
+
+    ``mode``: ``"reproducible"`` or ``"refresh"`` (default: the notebook's, else
+    the server's). ``max_age``: reuse a stored result at most this many seconds old.
+    """
+    api = _Api(server or find_server())
+    body = {
+        "sql": sql,
+        "params": params,
+        "connection": connection,
+        "mode": mode,
+        "max_age": max_age,
+    }
+    kernel_id = _kernel_id()
+    if kernel_id:
+        body["kernel_id"] = kernel_id
+    display = _Progress(progress)
+    status = api.request("POST", "civis/queries", body)
+    try:
+        while status["state"] not in FINAL:
+            display.update(status)
+            status = api.request(
+                "GET", f"civis/queries/{status['id']}?wait=0.5&version={status['version']}"
+            )
+    except KeyboardInterrupt:
+        try:
+            status = api.request("POST", f"civis/queries/{status['id']}/cancel", timeout=30)
+            display.update(status)
+        finally:
+            raise KeyboardInterrupt("query cancelled") from None
+    display.update(status)
+    if status["state"] == "failed":
+        raise QueryError(status.get("error") or "query failed")
+    if status["state"] == "cancelled":
+        raise QueryError("query cancelled")
+    return _read_result(api, status)
+
+
+def query(sql: str, params: list | dict | None = None, **kwargs):
+    """Like :func:`query_arrow`, returning a pandas DataFrame."""
+    return query_arrow(sql, params, **kwargs).to_pandas()

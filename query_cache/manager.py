@@ -1,0 +1,387 @@
+"""The query manager: decides, runs (single-flight), tracks status, pins.
+
+Runs on the server's asyncio loop; warehouse work happens in worker threads
+and reports back through ``loop.call_soon_threadsafe``. No tornado imports:
+the handlers and the ExtensionApp inject what it needs from jupyter_server
+(how to find a kernel's notebook, how to read a notebook's metadata).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from jupyterhub_civis.query_cache import keys, modes, pins
+from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
+from jupyterhub_civis.query_cache.warehouse import Cancelled, Connection, WarehouseError
+
+QUEUED, RUNNING, FETCHING, STORING, DONE, FAILED, CANCELLED = (
+    "queued",
+    "running",
+    "fetching",
+    "storing",
+    "done",
+    "failed",
+    "cancelled",
+)
+FINAL = (DONE, FAILED, CANCELLED)
+
+
+class QueryRecord:
+    """One caller's query, as the API and the status page see it."""
+
+    def __init__(self, *, sql, params, connection, mode, max_age, notebook, key):
+        self.id = uuid.uuid4().hex
+        self.sql, self.params, self.connection = sql, params, connection
+        self.mode, self.max_age, self.notebook, self.key = mode, max_age, notebook, key
+        self.submitted = time.time()
+        self.finished: float | None = None
+        self.state = QUEUED
+        self.cache: str | None = None  # "hit" | "miss"
+        self.shared = False  # joined an identical query already running
+        self.rows = 0
+        self.bytes = 0
+        self.error: str | None = None
+        self.result: StoredResult | None = None
+        self.run: _Run | None = None
+        self.version = 0
+        self._event = asyncio.Event()
+
+    def changed(self):
+        self.version += 1
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    def to_json(self) -> dict:
+        end = self.finished or time.time()
+        return {
+            "id": self.id,
+            "sql": pins.excerpt(self.sql),
+            "connection": self.connection,
+            "mode": self.mode,
+            "max_age": self.max_age,
+            "notebook": self.notebook,
+            "key": self.key,
+            "state": self.state,
+            "cache": self.cache,
+            "shared": self.shared,
+            "submitted": self.submitted,
+            "elapsed": round(end - self.submitted, 3),
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "error": self.error,
+            "result_id": self.result.result_id if self.result else None,
+            "result_path": self.result.path if self.result and self.state == DONE else None,
+            "version": self.version,
+        }
+
+
+class _Run:
+    """One warehouse execution shared by every identical concurrent caller."""
+
+    def __init__(self, key, connection: Connection, sql, params):
+        self.key, self.connection, self.sql, self.params = key, connection, sql, params
+        self.execution = connection.execution()
+        self.subscribers: list[QueryRecord] = []
+
+
+class QueryManager:
+    def __init__(
+        self,
+        *,
+        store: ResultStore,
+        connections: Mapping[str, Connection],
+        default_mode: str = modes.REFRESH,
+        max_result_bytes: int | None = None,
+        max_workers: int = 4,
+        history_limit: int = 200,
+        notebook_for_kernel: Callable[[str], Awaitable[str | None]] | None = None,
+        notebook_metadata: Callable[[str], Awaitable[dict | None]] | None = None,
+        log: logging.Logger | None = None,
+    ):
+        self.store = store
+        self.connections = dict(connections)
+        self.default_mode = default_mode
+        self.max_result_bytes = max_result_bytes
+        self.history_limit = history_limit
+        self.notebook_for_kernel = notebook_for_kernel
+        self.notebook_metadata = notebook_metadata
+        self.log = log or logging.getLogger(__name__)
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers, thread_name_prefix="civis-query"
+        )
+        self.records: OrderedDict[str, QueryRecord] = OrderedDict()
+        self.inflight: dict[str, _Run] = {}
+        # notebook path -> key -> pin (what the pre-save hook writes)
+        self.notebook_pins: dict[str, dict[str, dict]] = {}
+
+    # ---------------------------------------------------------------- submit
+    async def submit(self, body: Mapping[str, Any]) -> QueryRecord:
+        sql = body.get("sql")
+        if not isinstance(sql, str) or not sql.strip():
+            raise modes.InvalidInput("sql", "must be a non-empty string")
+        name = body.get("connection") or "default"
+        if not isinstance(name, str) or name not in self.connections:
+            known = ", ".join(sorted(self.connections)) or "none configured"
+            raise modes.InvalidInput("connection", f"unknown connection {name!r} (known: {known})")
+        connection = self.connections[name]
+        params = body.get("params")
+        connection.check_params(params)
+        call_mode = modes.validate_mode(body.get("mode"))
+        max_age = modes.validate_max_age(body.get("max_age"))
+
+        notebook = body.get("notebook")
+        if notebook is not None and not isinstance(notebook, str):
+            raise modes.InvalidInput("notebook", "must be a notebook path")
+        kernel_id = body.get("kernel_id")
+        if notebook is None and kernel_id and self.notebook_for_kernel:
+            notebook = await self.notebook_for_kernel(kernel_id)
+
+        metadata = (
+            await self.notebook_metadata(notebook)
+            if (notebook and self.notebook_metadata)
+            else None
+        )
+        mode = modes.resolve_mode(
+            call_mode, modes.notebook_default_mode(metadata), self.default_mode
+        )
+
+        try:
+            key = keys.cache_key(
+                connection_identity=connection.identity,
+                principal=connection.principal(),
+                sql=sql,
+                params=params,
+                settings=connection.settings,
+                dialect=connection.dialect,
+            )
+        except TypeError as e:
+            raise modes.InvalidInput("params", str(e)) from None
+
+        record = QueryRecord(
+            sql=sql,
+            params=params,
+            connection=name,
+            mode=mode,
+            max_age=max_age,
+            notebook=notebook,
+            key=key,
+        )
+        self._remember(record)
+
+        pinned_id = self._pinned_result(notebook, key, metadata)
+        pinned = self.store.get(pinned_id) if (pinned_id and mode == modes.REPRODUCIBLE) else None
+        latest = self.store.latest(key) if max_age is not None else None
+        decision = modes.decide(
+            mode,
+            pinned_result_id=pinned_id,
+            pinned_available=pinned is not None,
+            latest_result_id=latest.result_id if latest else None,
+            latest_age=(time.time() - latest.created) if latest else None,
+            max_age=max_age,
+        )
+        if decision.action == "pinned":
+            self._finish_hit(record, pinned)
+        elif decision.action == "reuse" and (reused := self.store.get(latest.result_id)):
+            self._finish_hit(record, reused)
+        elif decision.action == "missing-pin":
+            self._fail(
+                record,
+                f"this notebook pins result {pinned_id} for this query, but the result store no "
+                "longer has it; run with mode='refresh' to replace the pin",
+            )
+        else:
+            self._start_or_join(record, connection)
+        return record
+
+    def _pinned_result(self, notebook, key, metadata) -> str | None:
+        if not notebook:
+            return None
+        mem = self.notebook_pins.get(notebook, {}).get(key)
+        if mem:
+            return mem["result_id"]
+        disk = pins.pins_from_metadata(metadata).get(key)
+        return disk["result_id"] if disk else None
+
+    def _remember(self, record):
+        self.records[record.id] = record
+        while len(self.records) > self.history_limit:
+            oldest_id = next(iter(self.records))
+            if self.records[oldest_id].state not in FINAL:
+                break
+            self.records.popitem(last=False)
+
+    def _finish_hit(self, record: QueryRecord, stored: StoredResult):
+        record.cache = "hit"
+        record.result = stored
+        record.rows, record.bytes = stored.rows, stored.size
+        record.state = DONE
+        record.finished = time.time()
+        self._record_pin(record)
+        record.changed()
+
+    def _fail(self, record, message, state=FAILED):
+        record.state = state
+        record.error = message
+        record.finished = time.time()
+        record.changed()
+
+    # ---------------------------------------------------------------- runs
+    def _start_or_join(self, record: QueryRecord, connection: Connection):
+        record.cache = "miss"
+        run = self.inflight.get(record.key)
+        if run is not None:
+            record.shared = True
+            run.subscribers.append(record)
+            record.run = run
+            record.state = run.subscribers[0].state
+            record.changed()
+            return
+        run = _Run(record.key, connection, record.sql, record.params)
+        run.subscribers.append(record)
+        record.run = run
+        self.inflight[record.key] = run
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.executor, self._work, run, loop)
+        future.add_done_callback(lambda f: self._run_finished(run, f))
+
+    def _set(self, run: _Run, notify: bool = True, **fields):
+        """Update every live subscriber; ``notify`` wakes waiters (state changes only:
+        row/byte progress is read by the next poll, which keeps polling cheap)."""
+        for record in run.subscribers:
+            if record.state in FINAL:
+                continue
+            for k, v in fields.items():
+                setattr(record, k, v)
+            if notify:
+                record.changed()
+
+    def _work(self, run: _Run, loop: asyncio.AbstractEventLoop) -> StoredResult:
+        post = loop.call_soon_threadsafe
+        execution = run.execution
+        try:
+            if execution.cancelled.is_set():
+                raise Cancelled()
+            post(lambda: self._set(run, state=RUNNING))
+            schema, batches = execution.run(run.sql, run.params)
+            post(lambda: self._set(run, state=FETCHING))
+
+            def tracked():
+                yield from batches
+                post(lambda: self._set(run, state=STORING))
+
+            def progress(rows, nbytes):
+                post(lambda: self._set(run, notify=False, rows=rows, bytes=nbytes))
+
+            return self.store.put(
+                run.key, schema, tracked(), max_bytes=self.max_result_bytes, on_progress=progress
+            )
+        finally:
+            execution.close()
+
+    def _run_finished(self, run: _Run, future: asyncio.Future):
+        if self.inflight.get(run.key) is run:
+            del self.inflight[run.key]
+        exc = future.exception() if not future.cancelled() else Cancelled()
+        now = time.time()
+        if exc is None:
+            stored = future.result()
+            for record in run.subscribers:
+                if record.state in FINAL:
+                    continue
+                record.result = stored
+                record.rows, record.bytes = stored.rows, stored.size
+                record.state = DONE
+                record.finished = now
+                self._record_pin(record)
+                record.changed()
+            self.executor.submit(self._evict)
+            return
+        if isinstance(exc, Cancelled):
+            message, state = "cancelled", CANCELLED
+        elif isinstance(exc, ResultTooLarge):
+            message, state = (
+                (
+                    f"the result is larger than the limit of {self.max_result_bytes} bytes "
+                    "(QueryCache.max_result_bytes); add a LIMIT or aggregate in SQL"
+                ),
+                FAILED,
+            )
+        elif isinstance(exc, WarehouseError):
+            message, state = str(exc), FAILED
+        else:
+            self.log.error("query run failed", exc_info=exc)
+            message, state = f"internal error: {type(exc).__name__}", FAILED
+        for record in run.subscribers:
+            if record.state not in FINAL:
+                self._fail(record, message, state)
+
+    def _evict(self):
+        try:
+            evicted = self.store.evict()
+            if evicted:
+                self.log.info("query cache: evicted %d results", len(evicted))
+        except Exception:
+            self.log.exception("query cache eviction failed")
+
+    # ---------------------------------------------------------------- cancel
+    async def cancel(self, record: QueryRecord) -> None:
+        if record.state in FINAL:
+            return
+        run = record.run
+        self._fail(record, "cancelled", CANCELLED)
+        if run is None:
+            return
+        if all(r.state in FINAL for r in run.subscribers):
+            # nobody waits for this run any more: stop the warehouse query
+            await asyncio.get_running_loop().run_in_executor(None, run.execution.cancel)
+
+    async def wait(self, record: QueryRecord, since_version: int | None, timeout: float) -> None:
+        """Return when the record changed after ``since_version`` or after ``timeout`` seconds."""
+        if since_version is None or record.version != since_version or record.state in FINAL:
+            return
+        try:
+            await asyncio.wait_for(record._event.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # ---------------------------------------------------------------- pins
+    def _record_pin(self, record: QueryRecord):
+        if not record.notebook or record.result is None:
+            return
+        book = self.notebook_pins.setdefault(record.notebook, {})
+        old = book.get(record.key)
+        book[record.key] = {
+            "result_id": record.result.result_id,
+            "sql": pins.excerpt(record.sql),
+            "connection": record.connection,
+            "mode": record.mode,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.result.created)),
+            "rows": record.result.rows,
+        }
+        self.store.pin(record.result.result_id, record.notebook)
+        if old and old["result_id"] != record.result.result_id:
+            self.store.unpin(old["result_id"], record.notebook)
+
+    def pins_for(self, notebook_path: str) -> dict[str, dict]:
+        return dict(self.notebook_pins.get(notebook_path, {}))
+
+    def protect_pins(self, notebook_path: str, metadata: dict | None) -> None:
+        """Pins found in a notebook protect their results in this store too."""
+        for pin in pins.pins_from_metadata(metadata).values():
+            if self.store.get(pin["result_id"]) is not None:
+                self.store.pin(pin["result_id"], notebook_path)
+
+    def shutdown(self):
+        for run in list(self.inflight.values()):
+            try:
+                run.execution.cancel()
+            except Exception:
+                pass
+        self.executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,100 @@
+"""The live status page (HTML + a little JavaScript, no build step).
+
+Kept as a Python string so it ships with the package without package-data
+configuration. ``$api_url`` and ``$xsrf`` are filled by ``string.Template``; the
+page sends the XSRF token as ``X-XSRFToken`` when it cancels.
+"""
+
+STATUS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Queries — this server</title>
+<style>
+ body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
+ table { border-collapse: collapse; width: 100%; }
+ th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #ddd; vertical-align: top; }
+ td.sql { font-family: ui-monospace, monospace; font-size: .85rem; max-width: 40rem; overflow-wrap: anywhere; }
+ .state-running, .state-fetching, .state-storing, .state-queued { color: #0b5cad; font-weight: 600; }
+ .state-failed { color: #b00020; } .state-cancelled { color: #777; } .state-done { color: #1b7f3b; }
+ #error { color: #b00020; }
+</style>
+</head>
+<body>
+<h1>Warehouse queries on this server</h1>
+<p>Running and recent queries; updates live. <span id="error" role="alert"></span></p>
+<table>
+ <thead><tr><th>SQL</th><th>State</th><th>Elapsed</th><th>Rows</th><th>Cache</th><th></th></tr></thead>
+ <tbody id="queries"><tr><td colspan="6">Loading…</td></tr></tbody>
+</table>
+<script>
+(function () {
+  "use strict";
+  var API = $api_url;
+  var XSRF = $xsrf;
+  var FINAL = { done: 1, failed: 1, cancelled: 1 };
+  var body = document.getElementById("queries");
+  var errorBox = document.getElementById("error");
+
+  function cell(row, text, cls) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    row.appendChild(td);
+    return td;
+  }
+
+  function cancel(id, button) {
+    button.disabled = true;
+    fetch(API + "/" + id + "/cancel", {
+      method: "POST", credentials: "same-origin",
+      headers: { "X-XSRFToken": XSRF }
+    }).then(function (r) {
+      if (!r.ok) { errorBox.textContent = "Cancel failed: HTTP " + r.status; button.disabled = false; }
+      refresh();
+    });
+  }
+
+  function render(queries) {
+    body.textContent = "";
+    if (!queries.length) {
+      var empty = document.createElement("tr");
+      cell(empty, "No queries yet.").colSpan = 6;
+      body.appendChild(empty);
+      return;
+    }
+    queries.forEach(function (q) {
+      var tr = document.createElement("tr");
+      tr.dataset.id = q.id;
+      tr.dataset.state = q.state;
+      cell(tr, q.sql, "sql").title = q.sql;
+      cell(tr, q.state + (q.error && q.state !== "cancelled" ? ": " + q.error : ""), "state state-" + q.state);
+      cell(tr, q.elapsed.toFixed(1) + " s", "elapsed");
+      cell(tr, q.rows.toLocaleString(), "rows");
+      cell(tr, q.cache ? q.cache + (q.shared ? " (shared)" : "") : "", "cache");
+      var actions = cell(tr, "", "actions");
+      if (!FINAL[q.state]) {
+        var b = document.createElement("button");
+        b.type = "button";
+        b.textContent = "Cancel";
+        b.addEventListener("click", function () { cancel(q.id, b); });
+        actions.appendChild(b);
+      }
+      body.appendChild(tr);
+    });
+  }
+
+  function refresh() {
+    return fetch(API, { credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(function (data) { errorBox.textContent = ""; render(data.queries); })
+      .catch(function (e) { errorBox.textContent = "Cannot load queries: " + e.message; });
+  }
+
+  function loop() { refresh().then(function () { setTimeout(loop, 1000); }); }
+  loop();
+})();
+</script>
+</body>
+</html>
+"""

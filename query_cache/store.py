@@ -1,0 +1,349 @@
+"""Result stores: the interface, and the server-local implementation.
+
+``ResultStore`` is what the query manager talks to: ``put`` (store a stream of
+Arrow record batches atomically), ``get`` / ``latest`` (find a stored result),
+``pin`` / ``unpin`` (protect a result a notebook depends on) and ``evict``
+(apply the size/age budget). A Hub-service-backed durable store implements the
+same methods.
+
+``LocalStore`` keeps each result as an Arrow IPC *file* (memory-mappable by a
+kernel on the same filesystem) in one folder, with metadata in SQLite through
+SQLAlchemy. A result becomes visible only after its file is complete, fsynced
+and renamed into place *and* its row is committed; on open, temp files and
+files without a committed row are deleted, rows without a file are dropped. A
+crash at any point therefore leaves either no entry or a complete one.
+"""
+
+from __future__ import annotations
+
+import abc
+import concurrent.futures
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from jupyterhub_civis.query_cache.eviction import Candidate, choose_evictions
+
+TMP_PREFIX = ".tmp-"
+SUFFIX = ".arrow"
+
+
+class ResultTooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    result_id: str
+    key: str
+    rows: int
+    size: int
+    created: float
+    path: str | None  # a local Arrow IPC file, when the store has one
+
+
+class ResultStore(abc.ABC):
+    @abc.abstractmethod
+    def put(
+        self,
+        key: str,
+        schema: pa.Schema,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        max_bytes: int | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> StoredResult:
+        """Store the batches under ``key`` atomically; raise on any failure, leaving nothing."""
+
+    @abc.abstractmethod
+    def open_reader(self, result: StoredResult) -> pa.RecordBatchFileReader | pa.RecordBatchReader:
+        """Read a stored result's record batches."""
+
+    @abc.abstractmethod
+    def get(self, result_id: str) -> StoredResult | None:
+        """The stored result, or None; marks it recently used."""
+
+    @abc.abstractmethod
+    def latest(self, key: str) -> StoredResult | None:
+        """The newest stored result for ``key``."""
+
+    @abc.abstractmethod
+    def pin(self, result_id: str, owner: str) -> None:
+        """Protect a result from eviction on behalf of ``owner`` (a notebook)."""
+
+    @abc.abstractmethod
+    def unpin(self, result_id: str, owner: str) -> None: ...
+
+    @abc.abstractmethod
+    def evict(self) -> list[str]:
+        """Apply the budget; return the evicted result ids."""
+
+
+_meta = sa.MetaData()
+results_table = sa.Table(
+    "results",
+    _meta,
+    sa.Column("result_id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(64), nullable=False, index=True),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("last_access", sa.Float, nullable=False),
+)
+pins_table = sa.Table(
+    "pins",
+    _meta,
+    sa.Column("result_id", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(1024), primary_key=True),
+)
+
+
+class _Flusher:
+    """fsync a file being written in the background every ``step`` bytes, so the
+    final fsync before the rename (needed for crash safety) has little left to do."""
+
+    step = 32 << 20
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        self.pending = None
+        self.next_at = self.step
+        self.pool = None
+
+    def maybe_flush(self, written):
+        if written < self.next_at or (self.pending is not None and not self.pending.done()):
+            return
+        self.next_at = written + self.step
+        if self.pool is None:
+            self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="civis-fsync")
+        self.pending = self.pool.submit(os.fdatasync, self.fd)
+
+    def final(self):
+        if self.pending is not None:
+            self.pending.result()
+        os.fsync(self.fd)
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        os.close(self.fd)
+
+
+def _writer_alive(tmp_name: str) -> bool:
+    """Whether the process that writes this temp file (pid in its name) still runs."""
+    try:
+        pid = int(tmp_name[len(TMP_PREFIX) :].split("-", 1)[0])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False  # our own leftovers from before a restart of this same pid cannot exist
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalStore(ResultStore):
+    def __init__(
+        self,
+        directory: str,
+        *,
+        max_total_bytes: int | None = None,
+        max_age: float | None = None,
+        log=None,
+    ):
+        self.directory = os.path.abspath(directory)
+        self.max_total_bytes = max_total_bytes
+        self.max_age = max_age
+        self.log = log
+        os.makedirs(self.directory, exist_ok=True)
+        self.engine = sa.create_engine(
+            "sqlite:///" + os.path.join(self.directory, "metadata.sqlite"),
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+
+        @sa.event.listens_for(self.engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a power cut may forget the newest commit, never tear one;
+            # a forgotten result row leaves an orphan file that recover() deletes.
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        _meta.create_all(self.engine)
+        self._lock = threading.RLock()
+        self.recover()
+
+    # -- paths
+    def _path(self, result_id: str) -> str:
+        return os.path.join(self.directory, result_id + SUFFIX)
+
+    def recover(self) -> None:
+        """Remove what a crash may have left: temp files, files without rows, rows without files."""
+        with self._lock, self.engine.begin() as conn:
+            # take the write lock first: no other process can be between
+            # "file renamed" and "row committed" while we look
+            conn.execute(results_table.delete().where(sa.false()))
+            known = {r.result_id for r in conn.execute(sa.select(results_table.c.result_id))}
+            on_disk = set()
+            for name in os.listdir(self.directory):
+                full = os.path.join(self.directory, name)
+                if name.startswith(TMP_PREFIX):
+                    if not _writer_alive(name):
+                        os.unlink(full)
+                elif name.endswith(SUFFIX):
+                    rid = name[: -len(SUFFIX)]
+                    if rid in known:
+                        on_disk.add(rid)
+                    else:
+                        os.unlink(full)
+            missing = known - on_disk
+            if missing:
+                conn.execute(results_table.delete().where(results_table.c.result_id.in_(missing)))
+
+    # -- interface
+    def put(self, key, schema, batches, *, max_bytes=None, on_progress=None):
+        result_id = uuid.uuid4().hex
+        tmp = os.path.join(self.directory, f"{TMP_PREFIX}{os.getpid()}-{result_id}{SUFFIX}")
+        rows = 0
+        try:
+            flusher = _Flusher(tmp)
+            try:
+                with pa.OSFile(tmp, "wb") as sink:
+                    with pa.ipc.new_file(sink, schema) as writer:
+                        for batch in batches:
+                            writer.write_batch(batch)
+                            rows += batch.num_rows
+                            written = sink.tell()
+                            if max_bytes is not None and written > max_bytes:
+                                raise ResultTooLarge(max_bytes)
+                            flusher.maybe_flush(written)
+                            if on_progress:
+                                on_progress(rows, written)
+                flusher.final()
+            finally:
+                flusher.close()
+            size = os.path.getsize(tmp)
+            now = time.time()
+            with self._lock, self.engine.begin() as conn:
+                # The INSERT takes SQLite's write lock first, so recover() in
+                # another process never sees the renamed file without its row.
+                conn.execute(
+                    results_table.insert().values(
+                        result_id=result_id,
+                        key=key,
+                        rows=rows,
+                        size=size,
+                        created=now,
+                        last_access=now,
+                    )
+                )
+                os.replace(tmp, self._path(result_id))
+        except BaseException:
+            for p in (tmp, self._path(result_id)):
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+            raise
+        self._fsync_dir()
+        return StoredResult(result_id, key, rows, size, now, self._path(result_id))
+
+    def open_reader(self, result):
+        return pa.ipc.open_file(pa.memory_map(result.path, "r"))
+
+    def _fsync_dir(self):
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _row_to_result(self, row) -> StoredResult:
+        return StoredResult(
+            row.result_id, row.key, row.rows, row.size, row.created, self._path(row.result_id)
+        )
+
+    def get(self, result_id):
+        with self._lock, self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(results_table).where(results_table.c.result_id == result_id)
+            ).first()
+            if row is None:
+                return None
+            conn.execute(
+                results_table.update()
+                .where(results_table.c.result_id == result_id)
+                .values(last_access=time.time())
+            )
+        return self._row_to_result(row)
+
+    def latest(self, key):
+        with self._lock, self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(results_table)
+                .where(results_table.c.key == key)
+                .order_by(results_table.c.created.desc())
+                .limit(1)
+            ).first()
+        return self._row_to_result(row) if row else None
+
+    def pin(self, result_id, owner):
+        with self._lock, self.engine.begin() as conn:
+            exists = conn.execute(
+                sa.select(pins_table).where(
+                    (pins_table.c.result_id == result_id) & (pins_table.c.owner == owner)
+                )
+            ).first()
+            if not exists:
+                conn.execute(pins_table.insert().values(result_id=result_id, owner=owner))
+
+    def unpin(self, result_id, owner):
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(
+                pins_table.delete().where(
+                    (pins_table.c.result_id == result_id) & (pins_table.c.owner == owner)
+                )
+            )
+
+    def is_pinned(self, result_id) -> bool:
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    sa.select(pins_table).where(pins_table.c.result_id == result_id)
+                ).first()
+                is not None
+            )
+
+    def list(self) -> list[StoredResult]:
+        with self.engine.connect() as conn:
+            return [self._row_to_result(r) for r in conn.execute(sa.select(results_table))]
+
+    def evict(self):
+        with self._lock, self.engine.begin() as conn:
+            pinned = {r.result_id for r in conn.execute(sa.select(pins_table.c.result_id))}
+            entries = [
+                Candidate(r.result_id, r.size, r.created, r.last_access, r.result_id in pinned)
+                for r in conn.execute(sa.select(results_table))
+            ]
+            victims = choose_evictions(
+                entries, max_bytes=self.max_total_bytes, max_age=self.max_age, now=time.time()
+            )
+            if victims:
+                conn.execute(results_table.delete().where(results_table.c.result_id.in_(victims)))
+        for rid in victims:
+            try:
+                os.unlink(self._path(rid))
+            except FileNotFoundError:
+                pass
+        return victims

@@ -1,0 +1,74 @@
+"""The status page in headless Chromium: it shows a running query and its Cancel stops it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from civis_test_support import CHROMIUM, CHROMIUM_ARGS
+
+from tests.query_cache.conftest import wait_for
+
+pytestmark = pytest.mark.browser
+
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_status_page_shows_running_query_and_cancel_stops_it(server, pg, browser):
+    marker = f"page_cancel_{uuid.uuid4().hex[:8]}"
+    finished = server.run(sql=f"select 1 as done_before /* {marker} */", mode="refresh")
+    status = server.submit(sql=f"select pg_sleep(60), '{marker}'", mode="refresh")
+    wait_for(lambda: pg.active(marker), 20, message="the query to reach PostgreSQL")
+
+    page = browser.new_page()
+    try:
+        # log in with the token once (sets the cookie), then use the page as a person would
+        page.goto(f"{server.url}login?next=/civis/queries/status")
+        page.fill("input[name=password]", server.token)
+        page.click("button[type=submit], input[type=submit]")
+        page.wait_for_url("**/civis/queries/status")
+
+        row = page.locator(f"tr[data-id='{status['id']}']")
+        row.wait_for()
+        assert "pg_sleep(60)" in row.locator("td.sql").inner_text()
+        assert row.locator("td.state").inner_text() == "running"
+        assert row.locator("td.cache").inner_text() == "miss"
+        # it updates live: the elapsed time grows without a reload
+        first = float(row.locator("td.elapsed").inner_text().split()[0])
+        page.wait_for_function(
+            "([id, t]) => { const r = document.querySelector(`tr[data-id='${id}'] td.elapsed`);"
+            " return r && parseFloat(r.textContent) > t; }",
+            arg=[status["id"], first],
+        )
+        done_row = page.locator(f"tr[data-id='{finished['id']}']")
+        assert done_row.locator("td.state").inner_text() == "done"
+        assert done_row.locator("button").count() == 0
+
+        # XSRF is on: the same POST without the page's token is refused
+        refused = page.evaluate(
+            "url => fetch(url, {method: 'POST', credentials: 'same-origin'}).then(r => r.status)",
+            f"{server.url}civis/queries/{finished['id']}/cancel",
+        )
+        assert refused == 403
+
+        t0 = time.monotonic()
+        row.get_by_role("button", name="Cancel").click()
+        wait_for(lambda: not pg.active(marker), 2.0, message="pg_stat_activity to drop the query")
+        assert time.monotonic() - t0 < 2.0
+        page.locator(f"tr[data-id='{status['id']}'][data-state='cancelled']").wait_for()
+        assert row.locator("button").count() == 0
+        assert page.locator("#error").inner_text() == ""
+    finally:
+        page.close()

@@ -1,0 +1,103 @@
+"""LocalStore: atomic puts, crash recovery, LRU eviction that spares pins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pyarrow as pa
+import pytest
+
+from jupyterhub_civis.query_cache.store import TMP_PREFIX, LocalStore, ResultTooLarge
+
+
+def batches(n=3, rows=100):
+    for i in range(n):
+        yield pa.record_batch(
+            {"i": pa.array(range(i * rows, (i + 1) * rows)), "s": pa.array(["x"] * rows)}
+        )
+
+
+SCHEMA = pa.schema([("i", pa.int64()), ("s", pa.string())])
+
+
+def files(store):
+    return sorted(n for n in os.listdir(store.directory) if n.endswith(".arrow"))
+
+
+def test_put_get_latest(tmp_path):
+    store = LocalStore(str(tmp_path))
+    seen = []
+    r = store.put("k", SCHEMA, batches(), on_progress=lambda rows, b: seen.append(rows))
+    assert seen == [100, 200, 300]
+    assert r.rows == 300 and r.size == os.path.getsize(r.path)
+    assert store.get(r.result_id).path == r.path
+    assert store.latest("k").result_id == r.result_id
+    assert store.open_reader(r).read_all().column("i").to_pylist() == list(range(300))
+    assert store.get("nope") is None and store.latest("other") is None
+
+
+def test_failed_put_leaves_nothing(tmp_path):
+    store = LocalStore(str(tmp_path))
+
+    def broken():
+        yield from batches(1)
+        raise RuntimeError("warehouse went away")
+
+    with pytest.raises(RuntimeError):
+        store.put("k", SCHEMA, broken())
+    assert store.latest("k") is None
+    assert files(store) == [] and not any(n.startswith(TMP_PREFIX) for n in os.listdir(tmp_path))
+
+
+def test_size_limit(tmp_path):
+    store = LocalStore(str(tmp_path))
+    with pytest.raises(ResultTooLarge):
+        store.put("k", SCHEMA, batches(50), max_bytes=2000)
+    assert store.latest("k") is None and files(store) == []
+
+
+def test_recover_after_crash_mid_write(tmp_path):
+    """A process killed while writing leaves a temp file; a restart removes it, no entry appears."""
+    code = f"""
+import os, signal, pyarrow as pa
+from jupyterhub_civis.query_cache.store import LocalStore
+store = LocalStore({str(tmp_path)!r})
+def gen():
+    yield pa.record_batch({{"i": pa.array([1, 2, 3])}})
+    os.kill(os.getpid(), signal.SIGKILL)
+store.put("k", pa.schema([("i", pa.int64())]), gen())
+"""
+    proc = subprocess.run([sys.executable, "-c", code])
+    assert proc.returncode == -9
+    assert any(n.startswith(TMP_PREFIX) for n in os.listdir(tmp_path))
+    # an orphan final file (renamed but never committed) is removed too
+    (tmp_path / "deadbeef.arrow").write_bytes(b"torn")
+    store = LocalStore(str(tmp_path))
+    assert store.latest("k") is None
+    assert not any(n.startswith(TMP_PREFIX) or n.endswith(".arrow") for n in os.listdir(tmp_path))
+
+
+def test_recover_drops_rows_without_files(tmp_path):
+    store = LocalStore(str(tmp_path))
+    r = store.put("k", SCHEMA, batches())
+    os.unlink(r.path)
+    assert LocalStore(str(tmp_path)).get(r.result_id) is None
+
+
+def test_lru_eviction_never_evicts_pinned(tmp_path):
+    store = LocalStore(str(tmp_path))
+    a = store.put("a", SCHEMA, batches())
+    b = store.put("b", SCHEMA, batches())
+    c = store.put("c", SCHEMA, batches())
+    store.pin(a.result_id, "nb.ipynb")
+    store.get(b.result_id)  # b is now more recently used than c
+    store.max_total_bytes = a.size + b.size
+    assert store.evict() == [c.result_id]
+    assert store.get(c.result_id) is None and not os.path.exists(c.path)
+    store.max_total_bytes = 1
+    assert store.evict() == [b.result_id]
+    assert store.get(a.result_id) is not None  # pinned: kept over budget
+    store.unpin(a.result_id, "nb.ipynb")
+    assert store.evict() == [a.result_id]
