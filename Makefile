@@ -49,8 +49,9 @@ chromium:
 lint: setup-test
 	$(BIN)/ruff check .
 
-bench: setup proxy
+bench: setup-test proxy
 	$(BIN)/python bench/spawn.py
+	$(BIN)/python bench/query_cache.py
 
 clean:
 	rm -rf .demo build dist *.egg-info
