@@ -109,13 +109,13 @@ def main() -> None:
             user = hub.create_user("bench")
             bare_start(tmp)  # warm the page cache for both
             hub_start(hub, user, "warmup")
-            hub.stop(user, "warmup")
+            hub.stop(user, "warmup", remove=True)
             bare, spawned = [], []
             for run in range(args.runs):
                 bare.append(bare_start(tmp))
                 name = f"run{run}-{uuid.uuid4().hex[:4]}"
                 spawned.append(hub_start(hub, user, name))
-                hub.stop(user, name)
+                hub.stop(user, name, remove=True)
                 print(f"run {run + 1}: bare {bare[-1]:.2f} s, hub {spawned[-1]:.2f} s", flush=True)
             ok, total, wall = concurrent_starts(hub, args.users, args.servers)
         finally:
