@@ -12,7 +12,7 @@ Runs on this machine, side by side in one run:
 Runs alternate (bare, hub, bare, hub, ...) so both see the same machine state.
 The last line is ``spawn_ratio=<hub median / bare median> concurrent=<ok>/<total>``.
 
-    .venv/bin/python bench/spawn.py [--runs 5] [--users 10] [--servers 3]
+    .venv/bin/python bench/spawn.py [--runs 5] [--users 10] [--servers 3] [--preload]
 """
 
 from __future__ import annotations
@@ -100,11 +100,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--servers", type=int, default=3)
+    parser.add_argument(
+        "--preload", action="store_true", help="set c.CivisLocalSpawner.preload_servers = True"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="civis-bench-") as tmp:
         tmp = Path(tmp)
-        hub = start_hub(tmp / "hub")
+        hub = start_hub(
+            tmp / "hub", "c.CivisLocalSpawner.preload_servers = True\n" if args.preload else ""
+        )
         try:
             user = hub.create_user("bench")
             bare_start(tmp)  # warm the page cache for both

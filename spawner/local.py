@@ -14,9 +14,10 @@ import sys
 from importlib.resources import files
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
-from traitlets import Float, Unicode, default
+from traitlets import Bool, Float, Unicode, default
 
 from jupyterhub_civis.spawner.base import CivisSpawner, EnvironmentUnavailable, SpawnRejected
+from jupyterhub_civis.spawner.preload import PreloadedStart
 from jupyterhub_civis.spawner.requirements import environment_id
 from jupyterhub_civis.spawner.venv_builder import (
     BuildError,
@@ -40,7 +41,7 @@ def _bundle_jupyter_config() -> str:
     return str(files("jupyterhub_civis") / "jupyter-config")
 
 
-class CivisLocalSpawner(CivisSpawner, SimpleLocalProcessSpawner):
+class CivisLocalSpawner(CivisSpawner, PreloadedStart, SimpleLocalProcessSpawner):
     """Named servers as local processes, each in its own Python environment.
 
     Not an isolation boundary between users: like ``SimpleLocalProcessSpawner``
@@ -73,6 +74,30 @@ class CivisLocalSpawner(CivisSpawner, SimpleLocalProcessSpawner):
         help="""
         Seconds a package installation may take before the spawn fails.
         ``Spawner.start_timeout`` must be larger, since it includes the build.
+        """,
+    )
+
+    preload_servers = Bool(
+        False,
+        config=True,
+        help="""
+        Start servers by forking a warm, preloaded Python process instead of a
+        fresh interpreter; cuts several seconds of imports from every start.
+
+        The hub keeps one such process per environment (per interpreter
+        prefix), started on the first spawn in that environment and stopped
+        when the hub exits. Each costs the memory of an idle single-user
+        server (roughly 100-150 MB). Servers started this way behave as usual:
+        same command, environment variables and working folder, stopped by pid.
+
+        Variables an interpreter reads when it starts (``PYTHONPATH``,
+        ``PYTHONHASHSEED``, ``LD_LIBRARY_PATH``, locale, ...) come from the
+        preloaded process: servers with different values get different
+        preloaded processes, and servers sharing one also share its hash seed.
+
+        A server falls back to the normal start, with a warning in the hub's
+        log, when its preloaded process cannot start or fails, or when
+        ``cmd``, ``shell_cmd`` or ``popen_kwargs`` are customized.
         """,
     )
 
@@ -131,7 +156,7 @@ class CivisLocalSpawner(CivisSpawner, SimpleLocalProcessSpawner):
         }
 
     def get_args(self):
-        args = super().get_args()
+        args = list(super().get_args())  # Spawner.get_args returns self.args itself
         if os.geteuid() == 0:
             # the hub runs as root (containers, CI): servers run as the same user
             args.append("--ServerApp.allow_root=True")

@@ -56,6 +56,8 @@ c.Spawner.start_timeout = 300  # includes building environments with extra packa
 c.Spawner.http_timeout = 60
 c.CivisLocalSpawner.servers_root = os.path.join(state, "servers")
 c.CivisLocalSpawner.environments_root = os.path.join(state, "environments")
+# fork servers from one warm process per environment: ~1 s starts instead of ~5 s
+c.CivisLocalSpawner.preload_servers = os.environ.get("CIVIS_PRELOAD_SERVERS", "1") == "1"
 c.CivisSpawner.environments = [
     {
         "name": "python",
