@@ -60,7 +60,17 @@ def _prepuller(args) -> int:
     return 0
 
 
+def _service(args) -> int:
+    from jupyterhub_civis.service.app import main as service_main
+
+    service_main(args.service_args)
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["service"]:  # everything after "service" is the service's own options
+        return _service(argparse.Namespace(service_args=argv[1:]))
     parser = argparse.ArgumentParser(prog="jupyterhub-civis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser(
@@ -80,6 +90,13 @@ def main(argv=None) -> int:
     pull.add_argument("--node-selector", action="append", metavar="KEY=VALUE",
                       help="only pull on nodes with this label (repeatable)")
     pull.set_defaults(func=_prepuller)
+    svc = sub.add_parser(
+        "service",
+        help="run the civis JupyterHub managed service (durable result store); "
+        "options: --CivisService.<trait>=… (see `jupyterhub-civis service --help-all`)",
+    )
+    svc.add_argument("service_args", nargs=argparse.REMAINDER)
+    svc.set_defaults(func=_service)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -16,6 +16,7 @@ Deployment assumptions
 import os
 import sys
 
+from jupyterhub_civis.service.hubconfig import declare_service
 from jupyterhub_civis.spawner import CivisLocalSpawner
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
@@ -72,6 +73,14 @@ c.CivisSpawner.environments = [
         "packages": ["tabulate==0.9.0"],
     },
 ]
+
+# The civis Hub service (docs/service.md): durable per-user result store, "My
+# queries" page at /services/civis/. Least privilege: see declare_service.
+declare_service(
+    c,
+    url=f"http://127.0.0.1:{int(os.environ.get('CIVIS_SERVICE_PORT', '10101'))}",
+    data_dir=os.path.join(state, "civis-service"),
+)
 
 # The query cache: a DuckDB demo warehouse as the "default" connection, and one
 # result folder per user shared by that user's servers.

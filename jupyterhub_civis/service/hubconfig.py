@@ -1,0 +1,102 @@
+"""Declare the civis service in a ``jupyterhub_config.py`` with least privilege.
+
+Used by the bundle's ready-made configs::
+
+    from jupyterhub_civis.service.hubconfig import declare_service
+    declare_service(c, url="http://127.0.0.1:10101")
+
+What it grants:
+
+- the service itself: **no** Hub API scopes (it only asks the Hub who a
+  caller's token belongs to, which needs the caller's token, not privileges);
+- every user: ``access:services!service=civis`` (the ``user`` role), so a user's
+  own tokens and browser can reach the service — only their own results;
+- every server's ``$JUPYTERHUB_API_TOKEN``: the same access, on top of the
+  default server token scopes, so the query-cache extension can store results;
+- every server's environment: ``$CIVIS_SERVICE_URL`` (the service's URL with its
+  prefix), the default base URL of ``ServiceStore``.
+
+``custom:civis:admin`` is declared but granted to nobody — not even hub admins.
+Give it explicitly, e.g. ``{"name": "results-auditor", "users": ["ops"],
+"scopes": ["custom:civis:admin", "access:services!service=civis"]}``.
+
+Calling it again (e.g. after a later config file replaced ``services``) is safe.
+"""
+
+from __future__ import annotations
+
+import sys
+
+SERVER_TOKEN_DEFAULT = ["users:activity!user", "access:servers!server"]
+
+
+def _get(section, name):
+    return section[name] if name in section else None
+
+
+def declare_service(
+    c,
+    *,
+    url: str,
+    name: str = "civis",
+    args: list[str] | None = None,
+    environment: dict | None = None,
+    data_dir: str | None = None,
+    api_token: str | None = None,
+) -> dict:
+    """Declare the service and its least-privilege grants in hub config ``c``.
+
+    ``url``: where the service listens (the proxy routes ``/services/<name>/`` there).
+    ``args``: extra ``--CivisService.<trait>=…`` options; ``environment``: extra env.
+    ``api_token``: declare an *external* service instead of a managed one — the
+    hub starts nothing and the service processes (e.g. replicas of a Kubernetes
+    Deployment behind one Service ``url``) run with this token; see docs/service.md.
+    """
+    access = f"access:services!service={name}"
+    service = {
+        "name": name,
+        "url": url,
+        "command": [sys.executable, "-m", "jupyterhub_civis.cli", "service", *(args or [])],
+        "display": True,
+        "oauth_no_confirm": True,
+        "environment": {
+            **({"CIVIS_SERVICE_DATA_DIR": data_dir} if data_dir else {}),
+            **(environment or {}),
+        },
+    }
+    if api_token:
+        service.pop("command")
+        service.pop("environment")
+        service["api_token"] = api_token
+    services = [s for s in (_get(c.JupyterHub, "services") or []) if s.get("name") != name]
+    c.JupyterHub.services = [*services, service]
+
+    roles = list(_get(c.JupyterHub, "load_roles") or [])
+    user_role = next((r for r in roles if r.get("name") == "user"), None)
+    if user_role is None:
+        roles.append({"name": "user", "scopes": ["self", access]})
+    elif access not in user_role.setdefault("scopes", ["self"]):
+        user_role["scopes"].append(access)
+    c.JupyterHub.load_roles = roles
+
+    # the explicit admin scope: declared, granted to nobody (assign it in a role)
+    custom = _get(c.JupyterHub, "custom_scopes")
+    custom = dict(custom) if isinstance(custom, dict) else {}
+    custom["custom:civis:admin"] = {
+        "description": "Read, pin, unpin and delete every user's stored query results."
+    }
+    c.JupyterHub.custom_scopes = custom
+
+    scopes = _get(c.Spawner, "server_token_scopes")
+    if not isinstance(scopes, list):
+        scopes = list(SERVER_TOKEN_DEFAULT)
+    if access not in scopes:
+        scopes = [*scopes, access]
+    c.Spawner.server_token_scopes = scopes
+
+    # where servers (the query-cache extension, ServiceStore) reach the service
+    env = _get(c.Spawner, "environment")
+    env = dict(env) if isinstance(env, dict) else {}
+    env["CIVIS_SERVICE_URL"] = url.rstrip("/") + f"/services/{name}/"
+    c.Spawner.environment = env
+    return service

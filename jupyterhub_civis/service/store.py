@@ -1,0 +1,379 @@
+"""The durable store: SQLAlchemy metadata + fsspec blobs.
+
+Protocol of a put (works the same with several replicas on one database):
+
+1. ``begin_upload`` records an ``Upload`` row (id chosen here, owner from the
+   caller's Hub identity) and opens the blob ``<blob_url>/<id>.arrow``;
+2. chunks are appended as they arrive; ``heartbeat`` is refreshed while they do;
+3. ``commit_upload`` closes (and, on local disks, fsyncs) the blob, then in ONE
+   transaction deletes the ``Upload`` row and inserts the ``Result`` row.
+
+Only ``Result`` rows are ever served, so a result is visible only once its blob
+is complete and its row committed. An upload that dies (client gone, replica
+SIGKILLed) leaves an ``Upload`` row whose heartbeat goes stale and perhaps a
+partial blob: ``cleanup`` deletes both, and any blob with neither row.
+
+Every method is blocking; the tornado app calls them from a thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import fsspec
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from jupyterhub_civis.service import policy
+from jupyterhub_civis.service.migrations import upgrade
+from jupyterhub_civis.service.models import Pin, Result, Upload
+
+SUFFIX = ".arrow"
+log = logging.getLogger("jupyterhub_civis.service")
+
+
+class NotFound(Exception):
+    """Missing, or not the caller's: the two are never distinguished."""
+
+
+class Pinned(Exception):
+    pass
+
+
+class UploadLost(Exception):
+    """The upload was declared stale and cleaned up before it could commit."""
+
+
+@dataclass
+class ResultInfo:
+    id: str
+    owner: str
+    key: str
+    sql: str
+    connection: str
+    rows: int
+    size: int
+    created: float
+    last_access: float
+    pins: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        d = dict(self.__dict__)
+        d.pop("owner")
+        return d
+
+
+def make_engine(db_url: str) -> sa.Engine:
+    if db_url.startswith("sqlite"):
+        engine = sa.create_engine(db_url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return sa.create_engine(db_url, pool_pre_ping=True)
+
+
+class BlobUpload:
+    """One blob being written; chunks are appended in arrival order."""
+
+    def __init__(self, store: DurableStore, upload_id: str, owner: str):
+        self.store = store
+        self.id = upload_id
+        self.owner = owner
+        self.size = 0
+        self.tail = b""
+        self._file = store.fs.open(store.blob_path(upload_id), "wb")
+        self._last_beat = time.monotonic()
+
+    def write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+        self.size += len(chunk)
+        self.tail = (self.tail + bytes(chunk[-8:]))[-8:]
+        if time.monotonic() - self._last_beat > self.store.heartbeat_interval:
+            self._last_beat = time.monotonic()
+            self.store.heartbeat(self.id)
+
+    def close(self) -> None:
+        f = self._file
+        if f is None:
+            return
+        self._file = None
+        raw = getattr(f, "f", None)  # fsspec LocalFileOpener: the real file
+        if raw is not None and hasattr(raw, "fileno"):
+            f.flush()
+            os.fsync(raw.fileno())
+        f.close()
+
+    def abort(self) -> None:
+        try:
+            if self._file is not None:
+                f, self._file = self._file, None
+                if hasattr(f, "discard"):
+                    f.discard()  # s3fs: abort the multipart upload
+                    f.closed = True  # never let a later close() upload the rest
+                else:
+                    f.close()
+        except Exception:
+            log.debug("closing aborted upload %s failed", self.id, exc_info=True)
+        self.store.forget_upload(self.id)
+
+
+class DurableStore:
+    def __init__(
+        self,
+        db_url: str,
+        blob_url: str,
+        *,
+        storage_options: dict | None = None,
+        max_total_bytes: int = 0,
+        max_age: float = 0,
+        upload_stale_after: float = 300,
+        heartbeat_interval: float = 10,
+    ):
+        self.engine = make_engine(db_url)
+        upgrade(self.engine)
+        self.session = sessionmaker(self.engine, expire_on_commit=False)
+        self.fs, self.root = fsspec.core.url_to_fs(blob_url, **(storage_options or {}))
+        self.root = self.root.rstrip("/")
+        try:
+            self.fs.makedirs(self.root, exist_ok=True)
+        except Exception:  # e.g. a bucket that exists but that we may not create
+            log.debug("could not create %s", self.root, exc_info=True)
+        self.max_total_bytes = max_total_bytes
+        self.max_age = max_age
+        self.upload_stale_after = upload_stale_after
+        self.heartbeat_interval = heartbeat_interval
+
+    # -- blobs
+    def blob_path(self, result_id: str) -> str:
+        if not policy.valid_result_id(result_id):  # never build a path from anything else
+            raise ValueError("invalid result id")
+        return f"{self.root}/{result_id}{SUFFIX}"
+
+    def _delete_blob(self, result_id: str) -> None:
+        try:
+            self.fs.rm(self.blob_path(result_id))
+        except FileNotFoundError:
+            pass
+
+    # -- uploads
+    def begin_upload(self, owner: str) -> BlobUpload:
+        upload_id = uuid.uuid4().hex
+        now = time.time()
+        with self.session.begin() as s:
+            s.add(Upload(id=upload_id, owner=owner, started=now, heartbeat=now))
+        try:
+            return BlobUpload(self, upload_id, owner)
+        except BaseException:
+            self.forget_upload(upload_id)
+            raise
+
+    def heartbeat(self, upload_id: str) -> None:
+        with self.session.begin() as s:
+            s.execute(sa.update(Upload).where(Upload.id == upload_id).values(heartbeat=time.time()))
+
+    def forget_upload(self, upload_id: str) -> None:
+        self._delete_blob(upload_id)
+        with self.session.begin() as s:
+            s.execute(sa.delete(Upload).where(Upload.id == upload_id))
+
+    def commit_upload(
+        self, upload: BlobUpload, *, key: str, sql: str, connection: str, rows: int
+    ) -> ResultInfo:
+        upload.close()
+        now = time.time()
+        with self.session.begin() as s:
+            gone = s.execute(sa.delete(Upload).where(Upload.id == upload.id)).rowcount
+            if gone != 1:
+                raise UploadLost(upload.id)
+            row = Result(
+                id=upload.id,
+                owner=upload.owner,
+                key=key,
+                sql=policy.sql_excerpt(sql),
+                connection=connection,
+                rows=rows,
+                size=upload.size,
+                created=now,
+                last_access=now,
+            )
+            s.add(row)
+        return self._info(row, [])
+
+    # -- reads
+    def _info(self, row: Result, pins: list[str]) -> ResultInfo:
+        return ResultInfo(
+            row.id,
+            row.owner,
+            row.key,
+            row.sql,
+            row.connection,
+            row.rows,
+            row.size,
+            row.created,
+            row.last_access,
+            sorted(pins),
+        )
+
+    def _owned(self, s: Session, owner: str | None, result_id: str, admin=False) -> Result:
+        if not policy.valid_result_id(result_id):
+            raise NotFound()
+        row = s.get(Result, result_id)
+        if row is None or not policy.may_read(row.owner, owner, admin):
+            raise NotFound()
+        return row
+
+    def _pins(self, s: Session, ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {i: [] for i in ids}
+        if ids:
+            for rid, ref in s.execute(
+                sa.select(Pin.result_id, Pin.ref).where(Pin.result_id.in_(ids))
+            ):
+                out[rid].append(ref)
+        return out
+
+    def get(
+        self, owner: str | None, result_id: str, *, touch: bool = True, admin: bool = False
+    ) -> ResultInfo:
+        with self.session.begin() as s:
+            row = self._owned(s, owner, result_id, admin)
+            if touch:
+                row.last_access = time.time()
+            return self._info(row, self._pins(s, [row.id])[row.id])
+
+    def open_blob(self, result_id: str):
+        return self.fs.open(self.blob_path(result_id), "rb")
+
+    def list(
+        self, owner: str, key: str | None = None, limit: int | None = None
+    ) -> list[ResultInfo]:
+        with self.session() as s:
+            q = sa.select(Result).where(Result.owner == owner)
+            if key is not None:
+                q = q.where(Result.key == key)
+            q = q.order_by(Result.created.desc())
+            if limit:
+                q = q.limit(limit)
+            rows = list(s.scalars(q))
+            pins = self._pins(s, [r.id for r in rows])
+            return [self._info(r, pins[r.id]) for r in rows]
+
+    # -- pins / delete
+    def pin(self, owner: str | None, result_id: str, ref: str, admin=False) -> ResultInfo:
+        with self.session.begin() as s:
+            self._owned(s, owner, result_id, admin)
+            if s.get(Pin, (result_id, ref)) is None:
+                s.add(Pin(result_id=result_id, ref=ref, created=time.time()))
+        return self.get(owner, result_id, touch=False, admin=admin)
+
+    def unpin(self, owner: str | None, result_id: str, ref: str, admin=False) -> ResultInfo:
+        with self.session.begin() as s:
+            self._owned(s, owner, result_id, admin)
+            s.execute(sa.delete(Pin).where((Pin.result_id == result_id) & (Pin.ref == ref)))
+        return self.get(owner, result_id, touch=False, admin=admin)
+
+    def delete(self, owner: str | None, result_id: str, admin: bool = False) -> None:
+        with self.session.begin() as s:
+            row = self._owned(s, owner, result_id, admin)
+            if s.execute(sa.select(Pin.ref).where(Pin.result_id == result_id)).first():
+                raise Pinned()
+            s.delete(row)
+        self._delete_blob(result_id)
+
+    # -- retention and cleanup
+    def evict(self) -> list[str]:
+        """Apply the size/age budget (LRU); pinned results are never evicted."""
+        if not (self.max_total_bytes or self.max_age):
+            return []
+        with self.session() as s:
+            pinned = set(s.scalars(sa.select(Pin.result_id).distinct()))
+            entries = [
+                policy.Candidate(r.id, r.size, r.created, r.last_access, r.id in pinned)
+                for r in s.execute(
+                    sa.select(Result.id, Result.size, Result.created, Result.last_access)
+                )
+            ]
+        victims = policy.choose_evictions(
+            entries, max_bytes=self.max_total_bytes, max_age=self.max_age, now=time.time()
+        )
+        evicted = []
+        for rid in victims:
+            with self.session.begin() as s:
+                # re-check under the delete: a pin made meanwhile (any replica) wins
+                n = s.execute(
+                    sa.delete(Result).where(
+                        (Result.id == rid)
+                        & ~sa.exists(sa.select(Pin.ref).where(Pin.result_id == rid))
+                    )
+                ).rowcount
+            if n:
+                self._delete_blob(rid)
+                evicted.append(rid)
+        return evicted
+
+    def cleanup(self) -> list[str]:
+        """Delete stale uploads and blobs that belong to no committed result or live upload."""
+        now = time.time()
+        with self.session() as s:
+            uploads = list(s.execute(sa.select(Upload.id, Upload.heartbeat)))
+        stale = policy.stale_uploads(uploads, now=now, stale_after=self.upload_stale_after)
+        for uid in stale:
+            self.forget_upload(uid)
+        removed = list(stale)
+        try:
+            names = self.fs.ls(self.root, detail=False, refresh=True)
+        except TypeError:
+            names = self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:
+            names = []
+        blob_ids = []
+        for name in names:
+            base = name.rstrip("/").rsplit("/", 1)[-1]
+            if base.endswith(SUFFIX) and policy.valid_result_id(base[: -len(SUFFIX)]):
+                blob_ids.append(base[: -len(SUFFIX)])
+        if blob_ids:
+            with self.session() as s:
+                known = set(s.scalars(sa.select(Result.id).where(Result.id.in_(blob_ids))))
+                known |= set(s.scalars(sa.select(Upload.id).where(Upload.id.in_(blob_ids))))
+            for rid in blob_ids:
+                if rid not in known:
+                    self._delete_blob(rid)
+                    removed.append(rid)
+        return removed
+
+    def blob_exists(self, result_id: str) -> bool:
+        try:
+            self.fs.invalidate_cache()
+        except Exception:
+            pass
+        return self.fs.exists(self.blob_path(result_id))
+
+    def stats(self) -> dict:
+        with self.session() as s:
+            count, size = s.execute(
+                sa.select(sa.func.count(Result.id), sa.func.coalesce(sa.func.sum(Result.size), 0))
+            ).one()
+            pinned = s.scalar(sa.select(sa.func.count(sa.distinct(Pin.result_id))))
+            uploads = s.scalar(sa.select(sa.func.count(Upload.id)))
+        return {"results": count, "bytes": int(size), "pinned": pinned, "uploads": uploads}
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        try:
+            self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:  # an object-store prefix exists only once it holds a blob
+            self.fs.ls(self.fs._parent(self.root), detail=False)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,99 @@
+"""The service's pure rules, tested directly."""
+
+from jupyterhub_civis.service import policy
+from jupyterhub_civis.service.policy import Candidate, choose_evictions
+
+
+def test_owner_is_a_hub_user_only():
+    assert policy.owner_of_caller({"kind": "user", "name": "alice"}) == "alice"
+    assert policy.owner_of_caller({"name": "alice"}) == "alice"  # user is the Hub's default kind
+    assert policy.owner_of_caller({"kind": "service", "name": "alice"}) is None
+    assert policy.owner_of_caller({"kind": "user", "name": ""}) is None
+    assert policy.owner_of_caller(None) is None
+
+
+def test_may_read_only_own():
+    assert policy.may_read("alice", "alice")
+    assert not policy.may_read("alice", "bob")
+    assert not policy.may_read("alice", None)
+    assert not policy.may_read(None, None)
+
+
+def test_result_ids():
+    assert policy.valid_result_id("0123456789abcdef" * 2)
+    for bad in ("", "0" * 31, "0" * 33, "A" * 32, "../" + "0" * 29, "0" * 32 + "\n", None):
+        assert not policy.valid_result_id(bad)
+
+
+def test_pin_refs_and_sql_excerpt():
+    assert policy.valid_pin_ref("work/report.ipynb")
+    assert not policy.valid_pin_ref("") and not policy.valid_pin_ref("a\0b")
+    assert not policy.valid_pin_ref("x" * 1025) and not policy.valid_pin_ref(None)
+    assert policy.sql_excerpt("  select 1 ") == "select 1"
+    long = policy.sql_excerpt("x" * 10000)
+    assert len(long) == policy.SQL_EXCERPT_CHARS and long.endswith("…")
+
+
+def c(rid, size, created, last, pinned=False):
+    return Candidate(rid, size, created, last, pinned)
+
+
+def test_eviction_lru_within_size_budget():
+    entries = [c("a", 10, 0, 5), c("b", 10, 1, 1), c("c", 10, 2, 9)]
+    assert choose_evictions(entries, max_bytes=20, max_age=None, now=10) == ["b"]
+    assert choose_evictions(entries, max_bytes=10, max_age=None, now=10) == ["b", "a"]
+    assert choose_evictions(entries, max_bytes=0, max_age=None, now=10) == []
+
+
+def test_pinned_never_evicted_even_over_budget():
+    entries = [c("a", 10, 0, 0, pinned=True), c("b", 10, 1, 1, pinned=True), c("c", 10, 0, 2)]
+    assert choose_evictions(entries, max_bytes=5, max_age=1, now=100) == ["c"]
+
+
+def test_age_budget():
+    entries = [c("old", 1, 0, 99), c("new", 1, 95, 95), c("oldpin", 1, 0, 0, True)]
+    assert choose_evictions(entries, max_bytes=None, max_age=10, now=100) == ["old"]
+
+
+def test_stale_uploads():
+    assert policy.stale_uploads([("a", 0), ("b", 95)], now=100, stale_after=10) == ["a"]
+
+
+def test_declare_service_least_privilege_and_idempotent():
+    from traitlets.config import Config
+
+    from jupyterhub_civis.service.hubconfig import declare_service
+
+    c = Config()
+    c.JupyterHub.services = [{"name": "other", "api_token": "x"}]
+    c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "read:groups"]}]
+    for port in (1111, 2222):  # a second call replaces the first
+        declare_service(c, url=f"http://127.0.0.1:{port}", data_dir="/d")
+    names = [s["name"] for s in c.JupyterHub.services]
+    assert names == ["other", "civis"]
+    civis = c.JupyterHub.services[1]
+    assert civis["url"] == "http://127.0.0.1:2222" and "api_token" not in civis
+    assert civis["command"][1:] == ["-m", "jupyterhub_civis.cli", "service"]
+    assert civis["environment"]["CIVIS_SERVICE_DATA_DIR"] == "/d"
+    # no role gives the service itself any scope
+    assert not any("civis" in r.get("services", []) for r in c.JupyterHub.load_roles)
+    (user_role,) = c.JupyterHub.load_roles
+    assert user_role["scopes"] == ["self", "read:groups", "access:services!service=civis"]
+    assert c.Spawner.server_token_scopes == [
+        "users:activity!user",
+        "access:servers!server",
+        "access:services!service=civis",
+    ]
+    assert c.Spawner.environment["CIVIS_SERVICE_URL"] == "http://127.0.0.1:2222/services/civis/"
+
+
+def test_service_cli_help_lists_traits(capsys):
+    import pytest
+
+    from jupyterhub_civis.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["service", "--help-all"])
+    out = capsys.readouterr().out
+    for trait in ("db_url", "blob_url", "max_total_bytes", "max_age", "upload_stale_after"):
+        assert f"--CivisService.{trait}" in out
