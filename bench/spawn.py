@@ -12,7 +12,7 @@ Runs on this machine, side by side in one run:
 Runs alternate (bare, hub, bare, hub, ...) so both see the same machine state.
 The last line is ``spawn_ratio=<hub median / bare median> concurrent=<ok>/<total>``.
 
-    .venv/bin/python bench/spawn.py [--runs 5] [--users 10] [--servers 3] [--preload]
+    .venv/bin/python bench/spawn.py [--runs 5] [--users 10] [--servers 3] [--no-preload]
 """
 
 from __future__ import annotations
@@ -101,14 +101,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--servers", type=int, default=3)
     parser.add_argument(
-        "--preload", action="store_true", help="set c.CivisLocalSpawner.preload_servers = True"
+        "--no-preload",
+        action="store_true",
+        help="start servers as fresh interpreters (c.CivisLocalSpawner.preload_servers = False); "
+        "the demo config preloads",
     )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="civis-bench-") as tmp:
         tmp = Path(tmp)
         hub = start_hub(
-            tmp / "hub", "c.CivisLocalSpawner.preload_servers = True\n" if args.preload else ""
+            tmp / "hub", "c.CivisLocalSpawner.preload_servers = False\n" if args.no_preload else ""
         )
         try:
             user = hub.create_user("bench")

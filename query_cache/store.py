@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import fcntl
 import os
 import threading
 import time
@@ -180,7 +181,11 @@ class LocalStore(ResultStore):
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
-        _meta.create_all(self.engine)
+        # a user's servers share the folder and may start at the same moment:
+        # create_all's check-then-create would race without a file lock
+        with open(os.path.join(self.directory, ".schema.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _meta.create_all(self.engine)
         self._lock = threading.RLock()
         self.recover()
 

@@ -36,10 +36,10 @@ import asyncio
 import json
 import re
 import time
+from urllib.parse import urlparse
 
 from jupyterhub.spawner import Spawner
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Configurable
 
@@ -313,28 +313,28 @@ class CivisSpawner(Configurable):
         return url
 
     async def _wait_until_answering(self, url) -> None:
-        """Poll the new server quickly, so the hub's own check passes on its first try.
+        """Wait until the new server accepts connections, so the hub's check passes at once.
 
         JupyterHub checks a new server with exponential backoff (0.2 s, 0.4 s,
         0.8 s, ... between tries), which adds up to seconds to every spawn.
-        Gives up quietly (the hub then checks as usual) if the server has not
-        answered within ``http_timeout`` or its process ended.
+        A server listens only once it is ready to serve, so a TCP connect is
+        the signal; it costs the hub no HTTP client slot (the hub's shared
+        client queues requests beyond ten at a time). Gives up quietly (the
+        hub then checks as usual) after ``http_timeout`` or if the process ended.
         """
-        if not isinstance(url, str):
-            ip, port = url
-            url = f"http://{ip}:{port}"
-        if not url.startswith("http://"):
-            return  # internal SSL: leave the check to the hub, which holds the certificates
-        probe = url.rstrip("/") + self.server.base_url + "api"
-        client = AsyncHTTPClient()
+        if isinstance(url, str):
+            parsed = urlparse(url)
+            host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+        else:
+            host, port = url
         deadline = time.monotonic() + self.http_timeout
         next_poll = 0.0
         while time.monotonic() < deadline:
             try:
-                response = await client.fetch(probe, raise_error=False, request_timeout=2)
-                if response.code < 500 and response.code != 599:
-                    return
-            except OSError:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1)
+                writer.close()
+                return
+            except (TimeoutError, OSError):
                 pass
             if time.monotonic() >= next_poll:
                 if await self.poll() is not None:
