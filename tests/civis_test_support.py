@@ -32,10 +32,23 @@ CHROMIUM_ARGS = [
 ]
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port on 127.0.0.1, never one this process handed out before.
+
+    The kernel may offer the same ephemeral port to consecutive bind(0) calls;
+    a hub restarted with new ports could then collide with a port another part
+    of the same test (a managed service, the old hub's proxy) still holds.
+    """
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for(condition, timeout: float = 60, interval: float = 0.1, message: str = "condition"):
