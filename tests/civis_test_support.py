@@ -209,6 +209,9 @@ def start_hub(state_dir: Path, extra_config: str = "") -> Hub:
 
 
 def stop_hub(hub: Hub) -> None:
+    """Stop the hub as Ctrl-C does; if it had already died, stop the proxy it left."""
+    if hub.process.poll() is not None:
+        _stop_orphan_proxy(hub.state_dir / "jupyterhub-proxy.pid")
     if hub.process.poll() is None:
         hub.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
@@ -216,6 +219,13 @@ def stop_hub(hub: Hub) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(hub.process.pid, signal.SIGKILL)
             hub.process.wait()
+
+
+def _stop_orphan_proxy(pid_file: Path) -> None:
+    try:
+        os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
 
 
 def processes_under(folder: Path) -> list[str]:
