@@ -1,14 +1,12 @@
 """Isolation probes: every way of reaching another user's result is answered
 exactly like a missing result (or refused outright), and nothing leaks."""
 
-import os
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 from civis_service_support import arrow_stream
-from civis_test_support import TEST_TOKEN, wait_for
+from civis_test_support import TEST_TOKEN, run_code, wait_for
 
 pytestmark = pytest.mark.hub
 
@@ -16,18 +14,13 @@ SECRET_SQL = "select ssn from secret_table_" + uuid.uuid4().hex[:6]
 NOT_FOUND = {"status": 404, "message": "result not found"}
 
 
-def server_token(user: str, server: str) -> str:
-    """The real $JUPYTERHUB_API_TOKEN of a running named server, read from its process."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            raw = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        env = dict(e.split("=", 1) for e in raw.decode(errors="replace").split("\0") if "=" in e)
-        if env.get("JUPYTERHUB_USER") == user and env.get("JUPYTERHUB_SERVER_NAME") == server:
-            if env.get("JUPYTERHUB_API_TOKEN"):
-                return env["JUPYTERHUB_API_TOKEN"]
-    raise LookupError(f"no process for {user}/{server}")
+def server_token(hub, user: str, server: str) -> str:
+    """The real $JUPYTERHUB_API_TOKEN of a running named server, as its kernels see it.
+
+    (Not from /proc/<pid>/environ: a preloaded server is forked from a warm
+    process and gets its environment after the fork.)"""
+    code = "import os; print(os.environ['JUPYTERHUB_API_TOKEN'])"
+    return run_code(hub, user, server, code).strip()
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +145,7 @@ def test_server_token_of_another_user(service_hub, world):
     hub = service_hub.hub
     hub.start_and_wait(world["bob"], "s1")
     try:
-        token = server_token(world["bob"], "s1")
+        token = server_token(hub, world["bob"], "s1")
         srv = service_hub.client(token)
         # the server token reaches the service (its own user's results) ...
         own = srv.put_ok(arrow_stream(5), key="bob-k")["id"]
