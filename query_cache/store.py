@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import sqlalchemy as sa
 
-from jupyterhub_civis.query_cache.eviction import Candidate, choose_evictions
+from jupyterhub_civis.retention import Candidate, choose_evictions
 
 TMP_PREFIX = ".tmp-"
 SUFFIX = ".arrow"

@@ -28,6 +28,7 @@ import fsspec
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from jupyterhub_civis.retention import Candidate, choose_evictions
 from jupyterhub_civis.service import policy
 from jupyterhub_civis.service.migrations import upgrade
 from jupyterhub_civis.service.models import Pin, Result, Upload
@@ -298,13 +299,16 @@ class DurableStore:
         with self.session() as s:
             pinned = set(s.scalars(sa.select(Pin.result_id).distinct()))
             entries = [
-                policy.Candidate(r.id, r.size, r.created, r.last_access, r.id in pinned)
+                Candidate(r.id, r.size, r.created, r.last_access, r.id in pinned)
                 for r in s.execute(
                     sa.select(Result.id, Result.size, Result.created, Result.last_access)
                 )
             ]
-        victims = policy.choose_evictions(
-            entries, max_bytes=self.max_total_bytes, max_age=self.max_age, now=time.time()
+        victims = choose_evictions(
+            entries,
+            max_bytes=self.max_total_bytes or None,
+            max_age=self.max_age or None,
+            now=time.time(),
         )
         evicted = []
         for rid in victims:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jupyterhub_civis.query_cache import eviction, keys, modes, pins
+from jupyterhub_civis import retention
+from jupyterhub_civis.query_cache import keys, modes, pins
 from jupyterhub_civis.query_cache.warehouse import Connection
 
 BASE = dict(connection_identity="postgresql://u@h/db", principal="u", dialect="postgres")
@@ -139,7 +140,7 @@ def test_decide(mode, pinned, available, latest_age, max_age, expected):
 
 
 def C(rid, size, created, access, pinned=False):
-    return eviction.Candidate(rid, size, created, access, pinned)
+    return retention.Candidate(rid, size, created, access, pinned)
 
 
 def test_eviction_lru_within_budget_never_pinned():
@@ -149,9 +150,9 @@ def test_eviction_lru_within_budget_never_pinned():
         C("new", 40, 0, 5),
         C("mid", 40, 0, 3),
     ]
-    chosen = eviction.choose_evictions(entries, max_bytes=100, max_age=None, now=10)
+    chosen = retention.choose_evictions(entries, max_bytes=100, max_age=None, now=10)
     assert chosen == ["old", "mid"]
-    assert eviction.choose_evictions(entries, max_bytes=10, max_age=None, now=10) == [
+    assert retention.choose_evictions(entries, max_bytes=10, max_age=None, now=10) == [
         "old",
         "mid",
         "new",
@@ -160,7 +161,18 @@ def test_eviction_lru_within_budget_never_pinned():
 
 def test_eviction_by_age_never_pinned():
     entries = [C("a", 1, 0, 100), C("b", 1, 95, 100), C("p", 1, 0, 0, True)]
-    assert eviction.choose_evictions(entries, max_bytes=None, max_age=10, now=100) == ["a"]
+    assert retention.choose_evictions(entries, max_bytes=None, max_age=10, now=100) == ["a"]
+
+
+def test_pinned_never_evicted_even_when_the_budget_cannot_be_met():
+    entries = [C("a", 10, 0, 0, True), C("b", 10, 1, 1, True), C("c", 10, 0, 2)]
+    assert retention.choose_evictions(entries, max_bytes=5, max_age=1, now=100) == ["c"]
+    assert retention.choose_evictions(entries, max_bytes=0, max_age=None, now=100) == ["c"]
+
+
+def test_no_budget_evicts_nothing():
+    entries = [C("a", 10**12, 0, 0), C("b", 1, 0, 0)]
+    assert retention.choose_evictions(entries, max_bytes=None, max_age=None, now=10**9) == []
 
 
 def test_merge_pins_keeps_environment():

@@ -1,7 +1,6 @@
 """The service's pure rules, tested directly."""
 
 from jupyterhub_civis.service import policy
-from jupyterhub_civis.service.policy import Candidate, choose_evictions
 
 
 def test_owner_is_a_hub_user_only():
@@ -32,27 +31,6 @@ def test_pin_refs_and_sql_excerpt():
     assert policy.sql_excerpt("  select 1 ") == "select 1"
     long = policy.sql_excerpt("x" * 10000)
     assert len(long) == policy.SQL_EXCERPT_CHARS and long.endswith("…")
-
-
-def c(rid, size, created, last, pinned=False):
-    return Candidate(rid, size, created, last, pinned)
-
-
-def test_eviction_lru_within_size_budget():
-    entries = [c("a", 10, 0, 5), c("b", 10, 1, 1), c("c", 10, 2, 9)]
-    assert choose_evictions(entries, max_bytes=20, max_age=None, now=10) == ["b"]
-    assert choose_evictions(entries, max_bytes=10, max_age=None, now=10) == ["b", "a"]
-    assert choose_evictions(entries, max_bytes=0, max_age=None, now=10) == []
-
-
-def test_pinned_never_evicted_even_over_budget():
-    entries = [c("a", 10, 0, 0, pinned=True), c("b", 10, 1, 1, pinned=True), c("c", 10, 0, 2)]
-    assert choose_evictions(entries, max_bytes=5, max_age=1, now=100) == ["c"]
-
-
-def test_age_budget():
-    entries = [c("old", 1, 0, 99), c("new", 1, 95, 95), c("oldpin", 1, 0, 0, True)]
-    assert choose_evictions(entries, max_bytes=None, max_age=10, now=100) == ["old"]
 
 
 def test_stale_uploads():
