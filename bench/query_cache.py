@@ -9,12 +9,18 @@ postgresql://postgres@127.0.0.1:5432), a fresh database with a 1M-row x
   (c) our client, cache miss (mode="refresh")
   (d) our client, cache hit  (max_age)
   (e) the limit: the stored Arrow IPC file, memory-mapped + to_pandas
-  and the server's peak RSS during a miss.
+  and the server's peak RSS during a miss. Then, with a real JupyterHub running
+  the civis result service (SQLite + local folder) and servers using it as
+  their durable tier:
+  (f) our client, a hit served from the service to a server whose hot tier is
+      cold (a new server with an empty hot folder each round; its start is not timed)
+  (g) our client, a miss on a service-backed server (warehouse + hot tier + upload)
 
 Median of N interleaved rounds (``--repeat``, default 5; read_sql runs in 3 of them).
 The last line is machine-readable:
 hit_vs_limit=<d/e> hit_speedup_vs_read_sql=<a/d> miss_vs_adbc=<c/b> miss_speedup_vs_read_sql=<a/c>
-Not a test: run it by hand, `python bench/query_cache.py`.
+service_hit_vs_limit=<f/e>
+Not a test: run it by hand, `python bench/query_cache.py` (`make bench`).
 """
 
 from __future__ import annotations
@@ -31,8 +37,12 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pyarrow as pa
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path.insert(0, str(TESTS))
 
 PG = os.environ.get("CIVIS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 ROWS = 1_000_000
@@ -66,7 +76,10 @@ def create_table(db_url):
         c.execute("analyze bench_1m")
 
 
-def start_server(tmp, db_url):
+def start_server(tmp, db_url, env=None):
+    """A `jupyter server` with the query cache in ``tmp``; ``env`` adds environment
+    (``CIVIS_SERVICE_URL`` + ``JUPYTERHUB_API_TOKEN`` make the service its durable tier)."""
+    os.makedirs(tmp, exist_ok=True)
     port, token = free_port(), secrets.token_hex(16)
     config = {
         "ServerApp": {
@@ -88,7 +101,12 @@ def start_server(tmp, db_url):
     cfg = os.path.join(tmp, "jupyter_server_config.json")
     with open(cfg, "w") as f:
         json.dump(config, f)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": tmp, "JUPYTER_RUNTIME_DIR": os.path.join(tmp, "rt")}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "CIVIS_"))},
+        **(env or {}),
+        "JUPYTER_CONFIG_DIR": tmp,
+        "JUPYTER_RUNTIME_DIR": os.path.join(tmp, "rt"),
+    }
     log = open(os.path.join(tmp, "server.log"), "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter_server", "--config", cfg], env=env, stdout=log, stderr=log
@@ -107,6 +125,37 @@ def start_server(tmp, db_url):
                 raise SystemExit(f"jupyter server did not start; see {tmp}/server.log") from None
             time.sleep(0.1)
     return proc, url, token
+
+
+def stop_server(proc):
+    proc.terminate()
+    proc.wait(20)
+
+
+class ServiceHub:
+    """A real JupyterHub running the civis result service, and a user's token for it."""
+
+    def __init__(self, tmp):
+        from civis_service_support import service_config, wait_service
+        from civis_test_support import start_hub
+
+        port = free_port()
+        self.state = Path(tmp) / "hub"
+        self.hub = start_hub(
+            self.state, service_config(port, [f"--data-dir={self.state / 'service-data'}"])
+        )
+        self.url = f"http://127.0.0.1:{port}/services/civis/"
+        wait_service(self.url)
+        user = self.hub.create_user("bench")
+        self.env = {
+            "CIVIS_SERVICE_URL": self.url,
+            "JUPYTERHUB_API_TOKEN": self.hub.user_token(user),
+        }
+
+    def stop(self):
+        from civis_test_support import stop_hub
+
+        stop_hub(self.hub)
 
 
 def rss_mb(pid, field="VmHWM"):
@@ -172,7 +221,7 @@ def main():
 
         # Interleaved rounds, so load from anything else on the machine hits every
         # path alike; the slow read_sql runs in the first 3 rounds only.
-        times = {k: [] for k in "abcde"}
+        times = {k: [] for k in "abcdefg"}
         peaks = []
         idle = rss_mb(proc.pid, "VmRSS")
         can_reset = reset_peak(proc.pid)
@@ -206,12 +255,54 @@ def main():
             assert len(clock("d", hit)) == ROWS
             clock("e", limit)
 
+        print("starting a hub with the civis result service", flush=True)
+        service = ServiceHub(tmp)
+        try:
+            writer, writer_url, writer_token = start_server(
+                os.path.join(tmp, "service-writer"), db_url, service.env
+            )
+            writer_server = ServerInfo(writer_url, writer_token)
+            try:
+                for _ in range(n):
+                    df = clock(
+                        "g",
+                        lambda: query(SQL, mode="refresh", server=writer_server, progress=False),
+                    )
+                    assert len(df) == ROWS
+            finally:
+                stop_server(writer)
+            for i in range(max(n, 5)):
+                cold, cold_url, cold_token = start_server(
+                    os.path.join(tmp, f"service-reader-{i}"), db_url, service.env
+                )
+                try:
+                    cold_server = ServerInfo(cold_url, cold_token)
+                    df = clock(
+                        "f", lambda s=cold_server: query(SQL, max_age=3600, server=s, progress=False)
+                    )
+                    assert len(df) == ROWS
+                    status = json.loads(
+                        urllib.request.urlopen(
+                            urllib.request.Request(
+                                cold_url + "civis/queries",
+                                headers={"Authorization": f"token {cold_token}"},
+                            )
+                        ).read()
+                    )["queries"][0]
+                    assert status["cache"] == "hit", status
+                finally:
+                    stop_server(cold)
+        finally:
+            service.stop()
+
         labels = {
             "a": "(a) pandas.read_sql",
             "b": "(b) ADBC + to_pandas",
             "c": "(c) our client, miss",
             "d": "(d) our client, hit",
             "e": "(e) limit: mmap file + to_pandas",
+            "f": "(f) service hit, cold hot tier",
+            "g": "(g) service-backed miss",
         }
         results = {k: statistics.median(v) for k, v in times.items()}
         for k, label in labels.items():
@@ -223,15 +314,16 @@ def main():
             + f"; stored file {os.path.getsize(path) / 1e6:.0f} MB",
             flush=True,
         )
-        a, b, c, d, e = (results[k] for k in "abcde")
+        a, b, c, d, e, f, g = (results[k] for k in "abcdefg")
+        print(f"service-backed miss vs plain miss: {g / c:.2f}")
         print(
             f"hit_vs_limit={d / e:.2f} hit_speedup_vs_read_sql={a / d:.1f} "
-            f"miss_vs_adbc={c / b:.2f} miss_speedup_vs_read_sql={a / c:.1f}"
+            f"miss_vs_adbc={c / b:.2f} miss_speedup_vs_read_sql={a / c:.1f} "
+            f"service_hit_vs_limit={f / e:.2f}"
         )
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(20)
+            stop_server(proc)
         with psycopg.connect(PG + "/postgres", autocommit=True) as c:
             c.execute(f'drop database if exists "{dbname}" with (force)')
         subprocess.run(["rm", "-rf", tmp])

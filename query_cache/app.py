@@ -18,7 +18,9 @@ from jupyterhub_civis.query_cache import modes
 from jupyterhub_civis.query_cache.handlers import handlers
 from jupyterhub_civis.query_cache.manager import QueryManager
 from jupyterhub_civis.query_cache.pins import merge_pins
-from jupyterhub_civis.query_cache.store import LocalStore
+from jupyterhub_civis.query_cache.service_store import ServiceStore
+from jupyterhub_civis.query_cache.store import LocalStore, ResultStore
+from jupyterhub_civis.query_cache.tiered_store import TieredStore
 from jupyterhub_civis.query_cache.warehouse import Connection, PostgresExecution
 
 
@@ -45,7 +47,8 @@ class QueryCache(ExtensionApp):
     ).tag(config=True)
 
     store_dir = Unicode(
-        help="""Folder of the server-local result store (Arrow IPC files + SQLite metadata).
+        help="""Folder of the server-local result store (Arrow IPC files + SQLite metadata);
+        the hot tier when ``service_url`` is set.
 
         Default: ``$CIVIS_QUERY_CACHE_DIR`` if the spawner sets it (it should
         name one folder per user, shared by that user's named servers, so a
@@ -104,16 +107,39 @@ class QueryCache(ExtensionApp):
         "larger fetches slightly faster.",
     ).tag(config=True)
 
+    service_url = Unicode(
+        help="""The civis Hub service's URL, with its prefix (e.g.
+        ``http://civis-service:10101/services/civis/``), used as the durable tier.
+
+        Default: ``$CIVIS_SERVICE_URL``, which ``declare_service`` in the hub config
+        gives every server. When set (and the server has ``$JUPYTERHUB_API_TOKEN``),
+        results are stored in the service, shared by all of the user's servers, and
+        ``store_dir`` becomes a hot tier holding memory-mappable copies. Empty: the
+        local store alone.
+        """,
+    ).tag(config=True)
+
+    @default("service_url")
+    def _default_service_url(self):
+        return os.environ.get("CIVIS_SERVICE_URL", "")
+
+    def _make_store(self) -> ResultStore:
+        local = LocalStore(
+            self.store_dir,
+            max_total_bytes=self.max_store_bytes or None,
+            max_age=self.max_store_age or None,
+        )
+        token = os.environ.get("JUPYTERHUB_API_TOKEN")
+        if not (self.service_url and token):
+            return local
+        return TieredStore(local, ServiceStore(self.service_url, token), log=self.log)
+
     def initialize_settings(self):
         connections = {
             name: Connection.from_config(name, value) for name, value in self.connections.items()
         }
         PostgresExecution.batch_size_hint_bytes = self.postgres_batch_size_hint_bytes
-        self.store = LocalStore(
-            self.store_dir,
-            max_total_bytes=self.max_store_bytes or None,
-            max_age=self.max_store_age or None,
-        )
+        self.store = self._make_store()
         serverapp = self.serverapp
         self.manager = QueryManager(
             store=self.store,
@@ -129,8 +155,9 @@ class QueryCache(ExtensionApp):
         self._metadata_cache: dict[str, tuple] = {}
         serverapp.contents_manager.register_pre_save_hook(self._pre_save)
         self.log.info(
-            "civis query cache: store %s, connections %s",
+            "civis query cache: store %s%s, connections %s",
             self.store_dir,
+            f" (hot tier of {self.service_url})" if isinstance(self.store, TieredStore) else "",
             ", ".join(sorted(connections)) or "none",
         )
 
@@ -164,7 +191,7 @@ class QueryCache(ExtensionApp):
             return None
         metadata = dict((model.get("content") or {}).get("metadata") or {})
         self._metadata_cache[path] = (model["last_modified"], metadata)
-        self.manager.protect_pins(path, metadata)
+        await self.manager.protect_pins(path, metadata)
         return metadata
 
     def _pre_save(self, model, path, **kwargs):

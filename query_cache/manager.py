@@ -1,7 +1,9 @@
 """The query manager: decides, runs (single-flight), tracks status, pins.
 
 Runs on the server's asyncio loop; warehouse work happens in worker threads
-and reports back through ``loop.call_soon_threadsafe``. No tornado imports:
+and reports back through ``loop.call_soon_threadsafe``. Store calls (which may
+reach the Hub service over the network) run in a thread pool of their own, so
+they never block the loop and never wait behind long warehouse queries. No tornado imports:
 the handlers and the ExtensionApp inject what it needs from jupyter_server
 (how to find a kernel's notebook, how to read a notebook's metadata).
 """
@@ -116,6 +118,9 @@ class QueryManager:
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers, thread_name_prefix="civis-query"
         )
+        self.store_executor = concurrent.futures.ThreadPoolExecutor(
+            8, thread_name_prefix="civis-store"
+        )
         self.records: OrderedDict[str, QueryRecord] = OrderedDict()
         self.inflight: dict[str, _Run] = {}
         # notebook path -> key -> pin (what the pre-save hook writes)
@@ -176,8 +181,14 @@ class QueryManager:
         self._remember(record)
 
         pinned_id = self._pinned_result(notebook, key, metadata)
-        pinned = self.store.get(pinned_id) if (pinned_id and mode == modes.REPRODUCIBLE) else None
-        latest = self.store.latest(key) if max_age is not None else None
+        pinned = (
+            await self._in_store_thread(self.store.get, pinned_id)
+            if (pinned_id and mode == modes.REPRODUCIBLE)
+            else None
+        )
+        latest = (
+            await self._in_store_thread(self.store.latest, key) if max_age is not None else None
+        )
         decision = modes.decide(
             mode,
             pinned_result_id=pinned_id,
@@ -188,7 +199,9 @@ class QueryManager:
         )
         if decision.action == "pinned":
             self._finish_hit(record, pinned)
-        elif decision.action == "reuse" and (reused := self.store.get(latest.result_id)):
+        elif decision.action == "reuse" and (
+            reused := await self._in_store_thread(self.store.get, latest.result_id)
+        ):
             self._finish_hit(record, reused)
         elif decision.action == "missing-pin":
             self._fail(
@@ -199,6 +212,9 @@ class QueryManager:
         else:
             self._start_or_join(record, connection)
         return record
+
+    async def _in_store_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.store_executor, fn, *args)
 
     def _pinned_result(self, notebook, key, metadata) -> str | None:
         if not notebook:
@@ -280,7 +296,13 @@ class QueryManager:
                 post(lambda: self._set(run, notify=False, rows=rows, bytes=nbytes))
 
             return self.store.put(
-                run.key, schema, tracked(), max_bytes=self.max_result_bytes, on_progress=progress
+                run.key,
+                schema,
+                tracked(),
+                max_bytes=self.max_result_bytes,
+                on_progress=progress,
+                sql=run.sql,
+                connection=run.connection.name,
             )
         finally:
             execution.close()
@@ -292,6 +314,7 @@ class QueryManager:
         now = time.time()
         if exc is None:
             stored = future.result()
+            pinning = []
             for record in run.subscribers:
                 if record.state in FINAL:
                     continue
@@ -299,9 +322,9 @@ class QueryManager:
                 record.rows, record.bytes = stored.rows, stored.size
                 record.state = DONE
                 record.finished = now
-                self._record_pin(record)
+                pinning.append(self._record_pin(record))
                 record.changed()
-            self.executor.submit(self._evict)
+            self.store_executor.submit(self._evict, [f for f in pinning if f is not None])
             return
         if isinstance(exc, Cancelled):
             message, state = "cancelled", CANCELLED
@@ -322,7 +345,8 @@ class QueryManager:
             if record.state not in FINAL:
                 self._fail(record, message, state)
 
-    def _evict(self):
+    def _evict(self, after: list[concurrent.futures.Future]):
+        concurrent.futures.wait(after)  # a result pinned just now must count as pinned
         try:
             evicted = self.store.evict()
             if evicted:
@@ -352,9 +376,9 @@ class QueryManager:
             pass
 
     # ---------------------------------------------------------------- pins
-    def _record_pin(self, record: QueryRecord):
+    def _record_pin(self, record: QueryRecord) -> concurrent.futures.Future | None:
         if not record.notebook or record.result is None:
-            return
+            return None
         book = self.notebook_pins.setdefault(record.notebook, {})
         old = book.get(record.key)
         book[record.key] = {
@@ -365,17 +389,29 @@ class QueryManager:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.result.created)),
             "rows": record.result.rows,
         }
-        self.store.pin(record.result.result_id, record.notebook)
-        if old and old["result_id"] != record.result.result_id:
-            self.store.unpin(old["result_id"], record.notebook)
+        replaced = old["result_id"] if old and old["result_id"] != record.result.result_id else None
+        return self.store_executor.submit(
+            self._store_pin, record.result.result_id, record.notebook, replaced
+        )
+
+    def _store_pin(self, result_id: str, notebook: str, replaced: str | None):
+        try:
+            self.store.pin(result_id, notebook)
+            if replaced:
+                self.store.unpin(replaced, notebook)
+        except Exception:
+            self.log.exception("query cache: pinning %s for %s failed", result_id, notebook)
 
     def pins_for(self, notebook_path: str) -> dict[str, dict]:
         return dict(self.notebook_pins.get(notebook_path, {}))
 
-    def protect_pins(self, notebook_path: str, metadata: dict | None) -> None:
+    async def protect_pins(self, notebook_path: str, metadata: dict | None) -> None:
         """Pins found in a notebook protect their results in this store too."""
+        await self._in_store_thread(self._protect_pins, notebook_path, metadata)
+
+    def _protect_pins(self, notebook_path, metadata):
         for pin in pins.pins_from_metadata(metadata).values():
-            if self.store.get(pin["result_id"]) is not None:
+            if self.store.exists(pin["result_id"]):
                 self.store.pin(pin["result_id"], notebook_path)
 
     def shutdown(self):
@@ -385,3 +421,4 @@ class QueryManager:
             except Exception:
                 pass
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.store_executor.shutdown(wait=False, cancel_futures=True)

@@ -4,7 +4,8 @@ The durable tier under JupyterHub: results live in the service (per Hub user,
 shared by all of the user's servers, surviving servers and restarts). Nothing is
 held in memory whole: ``put`` spools the Arrow IPC stream to a temporary file
 (counting rows) and streams that file up; ``open_reader`` reads the response
-body as a stream.
+body as a stream. ``TieredStore`` uses ``put_file`` and ``download_into``,
+which move a hot tier's Arrow IPC *files* as byte copies.
 
 Authentication is the server's ``$JUPYTERHUB_API_TOKEN`` (its scopes must include
 ``access:services!service=civis``; ``declare_service`` in the hub config does
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 
@@ -23,9 +26,17 @@ import requests
 
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
 
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+ARROW_FILE = "application/vnd.apache.arrow.file"
+ARROW_FILE_MAGIC_LEN = 8  # "ARROW1" + padding; a stream follows, ended by EOS
+COPY_CHUNK = 4 << 20
+RESULT_ID = re.compile(r"\A[0-9a-f]{32}\Z")  # what the service hands out; nothing else is sent
+
 
 class ServiceError(Exception):
-    pass
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class ServiceStore(ResultStore):
@@ -66,7 +77,7 @@ class ServiceStore(ResultStore):
                 message = r.json().get("message", "")
             except ValueError:
                 message = r.reason
-            raise ServiceError(f"civis service: {r.status_code} {message}")
+            raise ServiceError(f"civis service: {r.status_code} {message}", r.status_code)
         return r
 
     def put(
@@ -78,6 +89,7 @@ class ServiceStore(ResultStore):
         max_bytes: int | None = None,
         on_progress: Callable[[int, int], None] | None = None,
         sql: str = "",
+        connection: str = "",
     ) -> StoredResult:
         rows = 0
         with tempfile.TemporaryFile(dir=self.spool_dir) as spool:
@@ -92,28 +104,70 @@ class ServiceStore(ResultStore):
                     if on_progress:
                         on_progress(rows, written)
             spool.seek(0)
-            meta = {"key": key, "sql": sql, "connection": self.connection, "rows": rows}
+            return self._upload(spool, ARROW_STREAM, key, rows, sql, connection)
 
-            r = self.http.post(  # a file body: sent in blocks with its Content-Length
-                self._url("api/results"),
-                data=spool,
-                headers={
-                    "X-Civis-Result": json.dumps(meta),
-                    "Content-Type": "application/vnd.apache.arrow.stream",
-                },
-                timeout=self.timeout,
-            )
+    def put_file(
+        self, key: str, path: str, rows: int, *, sql: str = "", connection: str = ""
+    ) -> StoredResult:
+        """Upload a complete Arrow IPC file as it is (no re-encoding)."""
+        with open(path, "rb") as f:
+            return self._upload(f, ARROW_FILE, key, rows, sql, connection)
+
+    def _upload(self, body, media_type, key, rows, sql, connection) -> StoredResult:
+        meta = {"key": key, "sql": sql, "connection": connection or self.connection, "rows": rows}
+        r = self.http.post(  # a file body: sent in blocks with its Content-Length
+            self._url("api/results"),
+            data=body,
+            headers={"X-Civis-Result": json.dumps(meta), "Content-Type": media_type},
+            timeout=self.timeout,
+        )
         return self._result(self._check(r).json())
 
-    def open_reader(self, result: StoredResult) -> pa.RecordBatchReader:
-        r = self.http.get(
-            self._url(f"api/results/{result.result_id}"), stream=True, timeout=self.timeout
-        )
+    def _open_body(self, result_id: str) -> requests.Response | None:
+        if not RESULT_ID.match(result_id):
+            return None
+        r = self.http.get(self._url(f"api/results/{result_id}"), stream=True, timeout=self.timeout)
+        if r.status_code == 404:
+            r.close()
+            return None
         self._check(r)
         r.raw.decode_content = True
+        return r
+
+    def open_reader(self, result: StoredResult) -> pa.RecordBatchReader:
+        r = self._open_body(result.result_id)
+        if r is None:
+            raise ServiceError("civis service: 404 result not found", 404)
+        if r.headers.get("Content-Type") == ARROW_FILE:
+            r.raw.read(ARROW_FILE_MAGIC_LEN)
         return pa.ipc.open_stream(pa.PythonFile(r.raw, mode="r"))
 
+    def download_into(self, result_id: str, pending) -> StoredResult | None:
+        """Fetch a result into a hot tier's ``PendingFile`` (a byte copy when the
+        service holds an Arrow IPC file); ``None`` if the service has no such result
+        for this user. Raises ``ServiceError`` if the body is not a complete file."""
+        r = self._open_body(result_id)
+        if r is None:
+            return None
+        with r:
+            info = self._result(json.loads(r.headers["X-Civis-Result"]))
+            if r.headers.get("Content-Type") == ARROW_FILE:
+                with open(pending.path, "wb") as f:
+                    shutil.copyfileobj(r.raw, f, COPY_CHUNK)
+                pending.wrote(info.rows)
+            else:
+                reader = pa.ipc.open_stream(pa.PythonFile(r.raw, mode="r"))
+                pending.write_batches(reader.schema, reader)
+        try:
+            with pa.memory_map(pending.path, "r") as source:
+                pa.ipc.open_file(source)  # reads the footer: a torn copy fails here
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ServiceError(f"civis service: result {result_id} arrived incomplete: {e}") from e
+        return info
+
     def get(self, result_id: str) -> StoredResult | None:
+        if not RESULT_ID.match(result_id):
+            return None
         r = self.http.get(self._url(f"api/results/{result_id}/info"), timeout=self.timeout)
         if r.status_code == 404:
             return None

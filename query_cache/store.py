@@ -3,8 +3,9 @@
 ``ResultStore`` is what the query manager talks to: ``put`` (store a stream of
 Arrow record batches atomically), ``get`` / ``latest`` (find a stored result),
 ``pin`` / ``unpin`` (protect a result a notebook depends on) and ``evict``
-(apply the size/age budget). A Hub-service-backed durable store implements the
-same methods.
+(apply the size/age budget). Every method may block (disk, network): the
+manager calls them from worker threads. ``ServiceStore`` (the Hub service) and
+``TieredStore`` (a local hot tier over the service) implement the same methods.
 
 ``LocalStore`` keeps each result as an Arrow IPC *file* (memory-mappable by a
 kernel on the same filesystem) in one folder, with metadata in SQLite through
@@ -59,8 +60,14 @@ class ResultStore(abc.ABC):
         *,
         max_bytes: int | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        sql: str = "",
+        connection: str = "",
     ) -> StoredResult:
-        """Store the batches under ``key`` atomically; raise on any failure, leaving nothing."""
+        """Store the batches under ``key`` atomically; raise on any failure, leaving nothing.
+
+        ``sql`` and ``connection`` (the connection's name) describe the result in
+        listings such as the service's "My queries" page; stores may ignore them.
+        """
 
     @abc.abstractmethod
     def open_reader(self, result: StoredResult) -> pa.RecordBatchFileReader | pa.RecordBatchReader:
@@ -72,7 +79,11 @@ class ResultStore(abc.ABC):
 
     @abc.abstractmethod
     def latest(self, key: str) -> StoredResult | None:
-        """The newest stored result for ``key``."""
+        """The newest stored result for ``key`` (its metadata: ``get`` it to read it)."""
+
+    def exists(self, result_id: str) -> bool:
+        """Whether the store has the result, without fetching or touching it."""
+        return self.get(result_id) is not None
 
     @abc.abstractmethod
     def pin(self, result_id: str, owner: str) -> None:
@@ -153,6 +164,67 @@ def _writer_alive(tmp_name: str) -> bool:
     return True
 
 
+class PendingFile:
+    """A result being written into a ``LocalStore``: invisible until ``commit``.
+
+    Fill it with ``write_batches`` (encodes an Arrow IPC file) or by writing the
+    bytes of a complete Arrow IPC file to ``path`` and calling ``wrote(rows)``.
+    Leaving the ``with`` block without a commit deletes the temp file.
+    """
+
+    def __init__(self, store: LocalStore):
+        self.store = store
+        self.path = os.path.join(
+            store.directory, f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{SUFFIX}"
+        )
+        self.rows = 0
+        self._synced = False
+
+    def __enter__(self) -> PendingFile:
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def write_batches(self, schema, batches, *, max_bytes=None, on_progress=None) -> None:
+        flusher = _Flusher(self.path)
+        try:
+            with pa.OSFile(self.path, "wb") as sink:
+                with pa.ipc.new_file(sink, schema) as writer:
+                    for batch in batches:
+                        writer.write_batch(batch)
+                        self.rows += batch.num_rows
+                        written = sink.tell()
+                        if max_bytes is not None and written > max_bytes:
+                            raise ResultTooLarge(max_bytes)
+                        flusher.maybe_flush(written)
+                        if on_progress:
+                            on_progress(self.rows, written)
+            flusher.final()
+            self._synced = True
+        finally:
+            flusher.close()
+
+    def wrote(self, rows: int) -> None:
+        """The caller wrote a complete Arrow IPC file of ``rows`` rows to ``path``."""
+        self.rows = rows
+
+    def commit(self, result_id: str, key: str, created: float | None = None) -> StoredResult:
+        """Make the file visible as ``result_id`` (fsynced first: a crash never
+        leaves a committed row over a torn file)."""
+        if not self._synced:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._synced = True
+        return self.store._commit(self, result_id, key, created)
+
+
 class LocalStore(ResultStore):
     def __init__(
         self,
@@ -217,29 +289,21 @@ class LocalStore(ResultStore):
                 conn.execute(results_table.delete().where(results_table.c.result_id.in_(missing)))
 
     # -- interface
-    def put(self, key, schema, batches, *, max_bytes=None, on_progress=None):
-        result_id = uuid.uuid4().hex
-        tmp = os.path.join(self.directory, f"{TMP_PREFIX}{os.getpid()}-{result_id}{SUFFIX}")
-        rows = 0
+    def put(self, key, schema, batches, *, max_bytes=None, on_progress=None, sql="", connection=""):
+        with self.new_file() as pending:
+            pending.write_batches(schema, batches, max_bytes=max_bytes, on_progress=on_progress)
+            return pending.commit(uuid.uuid4().hex, key)
+
+    def new_file(self) -> PendingFile:
+        """A temp file in this store, committed under an id of the caller's choosing
+        (the durable tier's id, for a tiered store) or discarded on exit."""
+        return PendingFile(self)
+
+    def _commit(self, pending: PendingFile, result_id: str, key: str, created: float | None):
+        size = os.path.getsize(pending.path)
+        now = time.time()
+        created = now if created is None else created
         try:
-            flusher = _Flusher(tmp)
-            try:
-                with pa.OSFile(tmp, "wb") as sink:
-                    with pa.ipc.new_file(sink, schema) as writer:
-                        for batch in batches:
-                            writer.write_batch(batch)
-                            rows += batch.num_rows
-                            written = sink.tell()
-                            if max_bytes is not None and written > max_bytes:
-                                raise ResultTooLarge(max_bytes)
-                            flusher.maybe_flush(written)
-                            if on_progress:
-                                on_progress(rows, written)
-                flusher.final()
-            finally:
-                flusher.close()
-            size = os.path.getsize(tmp)
-            now = time.time()
             with self._lock, self.engine.begin() as conn:
                 # The INSERT takes SQLite's write lock first, so recover() in
                 # another process never sees the renamed file without its row.
@@ -247,22 +311,21 @@ class LocalStore(ResultStore):
                     results_table.insert().values(
                         result_id=result_id,
                         key=key,
-                        rows=rows,
+                        rows=pending.rows,
                         size=size,
-                        created=now,
+                        created=created,
                         last_access=now,
                     )
                 )
-                os.replace(tmp, self._path(result_id))
-        except BaseException:
-            for p in (tmp, self._path(result_id)):
-                try:
-                    os.unlink(p)
-                except FileNotFoundError:
-                    pass
-            raise
+                os.replace(pending.path, self._path(result_id))
+        except sa.exc.IntegrityError:
+            # another server sharing this folder stored the same durable result first
+            existing = self.get(result_id)
+            if existing is None:
+                raise
+            return existing
         self._fsync_dir()
-        return StoredResult(result_id, key, rows, size, now, self._path(result_id))
+        return StoredResult(result_id, key, pending.rows, size, created, self._path(result_id))
 
     def open_reader(self, result):
         return pa.ipc.open_file(pa.memory_map(result.path, "r"))
@@ -320,6 +383,13 @@ class LocalStore(ResultStore):
                     (pins_table.c.result_id == result_id) & (pins_table.c.owner == owner)
                 )
             )
+
+    def exists(self, result_id):
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(results_table.c.result_id).where(results_table.c.result_id == result_id)
+            ).first()
+        return row is not None
 
     def is_pinned(self, result_id) -> bool:
         with self.engine.connect() as conn:

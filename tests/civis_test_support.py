@@ -331,6 +331,27 @@ def run_code(
     return "".join(output)
 
 
+class HubServer:
+    """One named server of a user, reached through the hub's proxy with the test token."""
+
+    def __init__(self, hub: Hub, user: str, name: str):
+        self.hub, self.user, self.name = hub, user, name
+        self.base = f"{hub.url}/user/{user}/{name}/"
+        self.headers = {"Authorization": f"token {TEST_TOKEN}"}
+
+    def api(self, method: str, path: str, **kw) -> requests.Response:
+        return self.hub.session.request(
+            method, self.base + path, headers=self.headers, timeout=120, **kw
+        )
+
+    def run(self, code: str, notebook_path: str | None = None) -> str:
+        """Execute ``code`` in a new kernel (of a notebook session, with ``notebook_path``)."""
+        return run_code(self.hub, self.user, self.name, code, notebook_path=notebook_path)
+
+    def run_in_notebook(self, path: str, code: str) -> str:
+        return self.run(code, notebook_path=path)
+
+
 def require_tools() -> None:
     if not PROXY.exists():
         pytest.fail(f"{PROXY} is missing: run `make test` (it installs configurable-http-proxy)")

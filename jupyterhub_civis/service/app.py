@@ -8,10 +8,11 @@ HTTP API (under the service prefix, e.g. ``/services/civis/``), every call
 authenticated with a Hub token (``Authorization: token …``) or the service's
 OAuth cookie; results belong to the Hub user the token identifies:
 
-- ``POST   api/results``                 body: an Arrow IPC stream (streamed);
+- ``POST   api/results``                 body: an Arrow IPC stream or file (streamed);
   header ``X-Civis-Result: {"key", "sql", "connection", "rows"}`` → 201 + JSON
 - ``GET    api/results[?key=&limit=]``   the caller's results, newest first
-- ``GET    api/results/<id>``            the Arrow IPC stream (streamed)
+- ``GET    api/results/<id>``            the body as stored (streamed; Content-Type
+  ``application/vnd.apache.arrow.stream`` or ``….file``)
 - ``GET    api/results/<id>/info``       its metadata (JSON)
 - ``DELETE api/results/<id>``            delete (409 while pinned)
 - ``PUT    api/results/<id>/pins``       body ``{"ref": notebook}``; ``DELETE …/pins?ref=``
@@ -47,8 +48,6 @@ from traitlets.config import Application
 from jupyterhub_civis.service import policy
 from jupyterhub_civis.service.store import DurableStore, NotFound, Pinned, UploadLost
 
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
-ARROW_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 CHUNK = 1 << 20
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -219,8 +218,8 @@ class ResultsHandler(APIHandler):
 
     async def post(self):
         upload = self.upload
-        if upload.size < len(ARROW_EOS) or upload.tail != ARROW_EOS:
-            raise web.HTTPError(400, "the body is not a complete Arrow IPC stream")
+        if policy.arrow_media_type(upload.head, upload.tail, upload.size) is None:
+            raise web.HTTPError(400, "the body is not a complete Arrow IPC stream or file")
         try:
             info = await self.run(self.store.commit_upload, upload, **self._meta)
         except UploadLost:
@@ -291,16 +290,15 @@ class ResultHandler(APIHandler):
         except FileNotFoundError:  # evicted/deleted by another replica just now
             raise self.not_found() from None
         self.metrics.hits.inc()
-        self.set_header("Content-Type", ARROW_STREAM)
-        self.set_header("Content-Length", str(info.size))
-        self.set_header("X-Civis-Result", json.dumps(info.to_json()))
         try:
-            while True:
-                chunk = await self.run(f.read, CHUNK)
-                if not chunk:
-                    break
+            chunk = await self.run(f.read, CHUNK)
+            self.set_header("Content-Type", policy.stored_media_type(chunk))
+            self.set_header("Content-Length", str(info.size))
+            self.set_header("X-Civis-Result", json.dumps(info.to_json()))
+            while chunk:
                 self.write(chunk)
                 await self.flush()
+                chunk = await self.run(f.read, CHUNK)
         finally:
             await self.run(f.close)
 

@@ -69,6 +69,30 @@ def valid_pin_ref(ref) -> bool:
     return isinstance(ref, str) and 0 < len(ref) <= MAX_REF_CHARS and "\0" not in ref
 
 
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+ARROW_FILE = "application/vnd.apache.arrow.file"
+_ARROW_MAGIC = b"ARROW1"
+_ARROW_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+def arrow_media_type(head: bytes, tail: bytes, size: int) -> str | None:
+    """The media type of a complete Arrow IPC body, from its first and last 8 bytes;
+    ``None`` for anything else (an empty, truncated or foreign body).
+
+    A *file* (what the query cache's hot tier keeps, so it moves as a byte copy)
+    starts and ends with the magic ``ARROW1``; a *stream* ends with the
+    end-of-stream marker.
+    """
+    if head.startswith(_ARROW_MAGIC):
+        return ARROW_FILE if size >= 20 and tail.endswith(_ARROW_MAGIC) else None
+    return ARROW_STREAM if size >= len(_ARROW_EOS) and tail == _ARROW_EOS else None
+
+
+def stored_media_type(head: bytes) -> str:
+    """The media type of a stored (hence complete) body, from its first bytes."""
+    return ARROW_FILE if head.startswith(_ARROW_MAGIC) else ARROW_STREAM
+
+
 def stale_uploads(
     uploads: Iterable[tuple[str, float]], *, now: float, stale_after: float
 ) -> list[str]:

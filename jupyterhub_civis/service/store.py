@@ -92,6 +92,7 @@ class BlobUpload:
         self.id = upload_id
         self.owner = owner
         self.size = 0
+        self.head = b""
         self.tail = b""
         self._file = store.fs.open(store.blob_path(upload_id), "wb")
         self._last_beat = time.monotonic()
@@ -99,6 +100,8 @@ class BlobUpload:
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
         self.size += len(chunk)
+        if len(self.head) < 8:
+            self.head = (self.head + bytes(chunk[:8]))[:8]
         self.tail = (self.tail + bytes(chunk[-8:]))[-8:]
         if time.monotonic() - self._last_beat > self.store.heartbeat_interval:
             self._last_beat = time.monotonic()

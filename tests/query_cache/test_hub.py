@@ -9,17 +9,15 @@ import uuid
 import nbformat
 import pytest
 from civis_test_support import (
-    TEST_TOKEN,
+    HubServer,
     processes_under,
     require_tools,
-    run_code,
     start_hub,
     stop_hub,
     wait_for,
 )
 
 pytestmark = pytest.mark.hub
-
 
 
 @pytest.fixture(scope="module")
@@ -40,22 +38,6 @@ def monkeypatch_module():
     mp = pytest.MonkeyPatch()
     yield mp
     mp.undo()
-
-
-class HubServer:
-    def __init__(self, hub, user, name):
-        self.hub, self.user, self.name = hub, user, name
-        self.base = f"{hub.url}/user/{user}/{name}/"
-        self.headers = {"Authorization": f"token {TEST_TOKEN}"}
-
-    def api(self, method, path, **kw):
-        return self.hub.session.request(
-            method, self.base + path, headers=self.headers, timeout=120, **kw
-        )
-
-    def run_in_notebook(self, path: str, code: str) -> str:
-        """Execute ``code`` in the kernel of a notebook session; return what it printed."""
-        return run_code(self.hub, self.user, self.name, code, notebook_path=path)
 
 
 def test_copy_in_another_named_server_reruns_with_pinned_results(qc_hub, pg):

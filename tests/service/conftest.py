@@ -4,7 +4,6 @@ PostgreSQL database, moto's S3 server."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,17 +12,14 @@ from pathlib import Path
 
 import pytest
 import requests
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from civis_service_support import (  # noqa: E402
+from civis_service_support import (
     PG,
     ServiceHub,
     ServiceProcess,
     service_config,
     wait_service,
 )
-from civis_test_support import (  # noqa: E402
+from civis_test_support import (
     Hub,
     free_port,
     processes_under,

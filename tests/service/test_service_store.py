@@ -3,9 +3,11 @@ hub and a real service process: one user's stores share results, others see none
 
 import pyarrow as pa
 import pytest
+from civis_test_support import free_port
 
 from jupyterhub_civis.query_cache.service_store import ServiceError, ServiceStore
-from jupyterhub_civis.query_cache.store import ResultTooLarge
+from jupyterhub_civis.query_cache.store import LocalStore, ResultTooLarge
+from jupyterhub_civis.query_cache.tiered_store import TieredStore
 
 pytestmark = pytest.mark.hub
 
@@ -50,3 +52,47 @@ def test_service_store_roundtrip_and_isolation(external_hub, replicas, tmp_path)
     with pytest.raises(ResultTooLarge):
         a.put("key-2", SCHEMA, batches(), max_bytes=1000)
     assert a.latest("key-2") is None
+
+
+def tiered(base, token, folder) -> TieredStore:
+    return TieredStore(LocalStore(str(folder)), ServiceStore(base, token))
+
+
+def test_tiered_store_shares_through_the_service(external_hub, replicas, tmp_path):
+    svc = replicas().start()
+    token = external_hub.user_token(external_hub.create_user("tier"))
+    a = tiered(svc.base, token, tmp_path / "hot-a")
+    b = tiered(svc.base, token, tmp_path / "hot-b")
+
+    stored = a.put("key-1", SCHEMA, batches(), sql="select 1", connection="wh")
+    assert stored.path == str(tmp_path / "hot-a" / f"{stored.result_id}.arrow")
+    assert ServiceStore(svc.base, token).get(stored.result_id).rows == 50_000  # the same id
+
+    assert b.latest("key-1").path is None  # known from the service, not fetched yet
+    fetched = b.get(stored.result_id)
+    assert fetched.path == str(tmp_path / "hot-b" / f"{stored.result_id}.arrow")
+    assert (fetched.rows, fetched.created) == (stored.rows, stored.created)
+    with open(stored.path, "rb") as x, open(fetched.path, "rb") as y:
+        assert x.read() == y.read()  # the hot tier's file travelled as a byte copy
+    assert b.open_reader(fetched).read_all().equals(a.open_reader(stored).read_all())
+    assert b.latest("key-1") == fetched
+
+    # a result another client sent as an Arrow IPC stream becomes a hot-tier file too
+    streamed = ServiceStore(svc.base, token).put("key-2", SCHEMA, batches(1000, 100))
+    local = b.get(streamed.result_id)
+    assert b.open_reader(local).read_all().num_rows == 1000
+
+    # ids the service never hands out are never sent to it
+    for bad in ("../" + "0" * 29, "x" * 32, ""):
+        assert b.get(bad) is None and not b.exists(bad)
+
+
+def test_tiered_store_keeps_working_when_the_service_is_down(tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}/services/civis/"
+    store = tiered(dead, "no-token", tmp_path / "hot")
+    stored = store.put("key-1", SCHEMA, batches(1000, 500))
+    assert stored.path and store.get(stored.result_id) == stored
+    assert store.latest("key-1") == stored
+    assert store.get("f" * 32) is None
+    store.pin(stored.result_id, "nb.ipynb")
+    assert store.hot.is_pinned(stored.result_id)
