@@ -15,9 +15,11 @@ that); the owner of every result is the Hub user that token belongs to.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterable
 
@@ -30,6 +32,7 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 ARROW_FILE = "application/vnd.apache.arrow.file"
 ARROW_FILE_MAGIC_LEN = 8  # "ARROW1" + padding; a stream follows, ended by EOS
 COPY_CHUNK = 4 << 20
+log = logging.getLogger(__name__)
 RESULT_ID = re.compile(r"\A[0-9a-f]{32}\Z")  # what the service hands out; nothing else is sent
 
 
@@ -48,9 +51,12 @@ class ServiceStore(ResultStore):
         connection: str = "",
         timeout: float = 300,
         spool_dir: str | None = None,
+        handoff_socket: str | None = None,
     ):
         """``base_url``: the service's URL including its prefix, e.g.
-        ``http://127.0.0.1:8000/services/civis/`` (default: $CIVIS_SERVICE_URL)."""
+        ``http://127.0.0.1:8000/services/civis/`` (default: $CIVIS_SERVICE_URL).
+        ``handoff_socket``: the service's same-host handoff socket, tried before
+        HTTP by ``download_into`` (default: $CIVIS_SERVICE_HANDOFF_SOCKET)."""
         base_url = base_url or os.environ.get("CIVIS_SERVICE_URL", "")
         if not base_url:
             raise ValueError("ServiceStore needs base_url or $CIVIS_SERVICE_URL")
@@ -58,9 +64,13 @@ class ServiceStore(ResultStore):
         token = token or os.environ.get("JUPYTERHUB_API_TOKEN", "")
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"token {token}"
+        self.token = token
         self.connection = connection
         self.timeout = timeout
         self.spool_dir = spool_dir
+        if handoff_socket is None:
+            handoff_socket = os.environ.get("CIVIS_SERVICE_HANDOFF_SOCKET", "")
+        self.handoff_socket = handoff_socket
 
     def _url(self, path: str) -> str:
         return self.base + path
@@ -146,6 +156,21 @@ class ServiceStore(ResultStore):
         """Fetch a result into a hot tier's ``PendingFile`` (a byte copy when the
         service holds an Arrow IPC file); ``None`` if the service has no such result
         for this user. Raises ``ServiceError`` if the body is not a complete file."""
+        if self.handoff_socket:
+            try:
+                handed = self._handoff(result_id)
+            except OSError as e:
+                log.debug("same-host handoff unavailable (%s); downloading", e)
+            else:
+                if handed is None:
+                    return None
+                info, fd = handed
+                try:
+                    pending.adopt(fd, info.rows)
+                finally:
+                    os.close(fd)
+                self._check_complete(result_id, pending)
+                return info
         r = self._open_body(result_id)
         if r is None:
             return None
@@ -158,12 +183,42 @@ class ServiceStore(ResultStore):
             else:
                 reader = pa.ipc.open_stream(pa.PythonFile(r.raw, mode="r"))
                 pending.write_batches(reader.schema, reader)
+        self._check_complete(result_id, pending)
+        return info
+
+    @staticmethod
+    def _check_complete(result_id, pending) -> None:
         try:
             with pa.memory_map(pending.path, "r") as source:
                 pa.ipc.open_file(source)  # reads the footer: a torn copy fails here
         except (pa.ArrowInvalid, OSError) as e:
             raise ServiceError(f"civis service: result {result_id} arrived incomplete: {e}") from e
-        return info
+
+    def _handoff(self, result_id: str) -> tuple[StoredResult, int] | None:
+        """Ask the service's same-host socket for the result's open file: (info, fd),
+        None if the service has no such result for this user; OSError if unavailable."""
+        if not RESULT_ID.match(result_id):
+            return None
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.timeout)
+            sock.connect(self.handoff_socket)
+            sock.sendall((json.dumps({"token": self.token, "id": result_id}) + "\n").encode())
+            data, fds = b"", []
+            while not data.endswith(b"\n"):
+                chunk, more_fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
+                if not chunk:
+                    break
+                data += chunk
+                fds += more_fds
+        reply = json.loads(data or b"{}")
+        status = reply.get("status")
+        if status == 200 and len(fds) == 1:
+            return self._result(reply["result"]), fds[0]
+        for fd in fds:
+            os.close(fd)
+        if status == 404:
+            return None
+        raise ConnectionError(f"handoff refused: {reply.get('message', reply)}")
 
     def get(self, result_id: str) -> StoredResult | None:
         if not RESULT_ID.match(result_id):

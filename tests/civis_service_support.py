@@ -15,7 +15,6 @@ from pathlib import Path
 import pyarrow as pa
 import requests
 from civis_test_support import (
-    TEST_TOKEN,
     Hub,
 )
 
@@ -80,17 +79,16 @@ class ServiceClient:
         return self.request("DELETE", f"api/results/{rid}", **kw)
 
 
-def service_config(port: int, args: list[str], env: dict | None = None, managed=True) -> str:
-    """Extra hub config declaring the service (start_hub replaced services/roles)."""
-    lines = [
-        "from jupyterhub_civis.service.hubconfig import declare_service",
+def service_config(
+    port: int, args: list[str], env: dict | None = None, managed=True, handoff_socket=None
+) -> str:
+    """Extra hub config declaring the service anew (replacing the local config's)."""
+    return (
+        "from jupyterhub_civis.service.hubconfig import declare_service\n"
         f"svc = declare_service(c, url='http://127.0.0.1:{port}', args={args!r},"
-        f" environment={env or {}!r}, api_token={None if managed else EXTERNAL_TOKEN!r})",
-        # keep the test service (start_hub's) and its role
-        f"c.JupyterHub.services.append({{'name': 'civis-tests', 'api_token': {TEST_TOKEN!r}}})",
-    ]
-    # start_hub's civis-tests role stays; declare_service appended the user role
-    return "\n".join(lines) + "\n"
+        f" environment={env or {}!r}, api_token={None if managed else EXTERNAL_TOKEN!r},"
+        f" handoff_socket={handoff_socket!r})\n"
+    )
 
 
 EXTERNAL_TOKEN = "civis-service-" + uuid.uuid4().hex

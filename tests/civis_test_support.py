@@ -169,9 +169,10 @@ def start_hub(state_dir: Path, extra_config: str = "") -> Hub:
     config = state_dir / "test_config.py"
     config.write_text(
         f"load_subconfig({str(LOCAL_CONFIG)!r})\n"
-        f"c.JupyterHub.services = [{{'name': 'civis-tests', 'api_token': {TEST_TOKEN!r}}}]\n"
-        "c.JupyterHub.load_roles = [{'name': 'civis-tests', 'services': ['civis-tests'],\n"
-        "  'scopes': ['admin:users', 'admin:servers', 'access:servers', 'tokens', 'read:users']}]\n"
+        # the local config's services and roles (the civis service) stay
+        f"c.JupyterHub.services.append({{'name': 'civis-tests', 'api_token': {TEST_TOKEN!r}}})\n"
+        "c.JupyterHub.load_roles.append({'name': 'civis-tests', 'services': ['civis-tests'],\n"
+        "  'scopes': ['admin:users', 'admin:servers', 'access:servers', 'tokens', 'read:users']})\n"
         + extra_config
     )
     env = {
@@ -180,6 +181,7 @@ def start_hub(state_dir: Path, extra_config: str = "") -> Hub:
         "CIVIS_HUB_PORT": str(port),
         "CIVIS_HUB_API_PORT": str(free_port()),
         "CIVIS_PROXY_API_PORT": str(free_port()),
+        "CIVIS_SERVICE_PORT": str(free_port()),
     }
     log_path = state_dir / "hub.log"
     log = log_path.open("ab")

@@ -80,6 +80,8 @@ declare_service(
     c,
     url=f"http://127.0.0.1:{int(os.environ.get('CIVIS_SERVICE_PORT', '10101'))}",
     data_dir=os.path.join(state, "civis-service"),
+    # servers on this machine receive results as open files, not over HTTP
+    handoff_socket=os.path.join(state, "civis-service.sock"),
 )
 
 # The query cache: a DuckDB demo warehouse as the "default" connection, and one

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ from traitlets import Dict, Float, Int, Unicode, default
 from traitlets.config import Application
 
 from jupyterhub_civis.service import policy
+from jupyterhub_civis.service.handoff import HandoffServer
 from jupyterhub_civis.service.store import DurableStore, NotFound, Pinned, UploadLost
 
 CHUNK = 1 << 20
@@ -477,7 +479,7 @@ class CivisService(Application):
         )
 
     blob_url = Unicode(
-        help="""fsspec URL of the folder holding result blobs (Arrow IPC streams).
+        help="""fsspec URL of the folder holding result blobs (Arrow IPC streams or files).
 
         Default: ``blobs`` in ``data_dir``. Any fsspec URL works, e.g.
         ``s3://bucket/civis-results`` (needs ``s3fs``; credentials from the usual
@@ -590,6 +592,51 @@ class CivisService(Application):
         )
         self.metrics = Metrics(self.store)
 
+    handoff_socket = Unicode(
+        help="""Path of a Unix socket where servers on this machine receive a result as an
+        open file instead of its bytes over HTTP (see ``handoff.py``): a cold hot-tier
+        hit then costs a hard link or an in-kernel copy instead of a download.
+
+        Only for blobs on a local disk; the socket path must be under 100 bytes.
+        Access is decided by the Hub token in each request, as on the HTTP API.
+        Default: $CIVIS_SERVICE_HANDOFF_SOCKET (``declare_service(handoff_socket=…)``
+        sets it for the service and every server); empty: off.""",
+    ).tag(config=True)
+
+    @default("handoff_socket")
+    def _default_handoff_socket(self):
+        return os.environ.get("CIVIS_SERVICE_HANDOFF_SOCKET", "")
+
+    def make_handoff(self, hub_auth) -> HandoffServer | None:
+        if not self.handoff_socket:
+            return None
+        if not self.store.blobs_are_local:
+            self.log.warning(
+                "handoff_socket is ignored: blobs at %s are not on a local disk",
+                _redact(self.blob_url),
+            )
+            return None
+
+        def run(fn, *args, **kwargs):
+            call = functools.partial(fn, *args, **kwargs)
+            return asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+        def served(status):
+            self.metrics.requests.labels("Handoff", "SOCKET", str(status)).inc()
+            if status == 200:
+                self.metrics.hits.inc()
+            elif status == 404:
+                self.metrics.misses.inc()
+
+        return HandoffServer(
+            self.handoff_socket,
+            hub_auth=hub_auth,
+            store=self.store,
+            run=run,
+            on_served=served,
+            log=self.log,
+        )
+
     def make_app(self) -> web.Application:
         p = self.service_prefix
         hub_auth = HubOAuth(parent=self, api_url=os.environ.get("JUPYTERHUB_API_URL", ""))
@@ -599,6 +646,7 @@ class CivisService(Application):
         jinja.filters["age"] = _age
         jinja.filters["size"] = _size
         rid = r"([^/]+)"
+        self.hub_auth = hub_auth
         return web.Application(
             [
                 (p + "health", HealthHandler),
@@ -671,6 +719,10 @@ class CivisService(Application):
             _redact(self.blob_url),
         )
         loop = IOLoop.current()
+        handoff = self.make_handoff(self.hub_auth)
+        if handoff is not None:
+            loop.add_callback(handoff.start)
+            self.log.info("same-host handoff on %s", self.handoff_socket)
         self.schedule_maintenance()
         PeriodicCallback(self.schedule_maintenance, self.cleanup_interval * 1000).start()
 
@@ -680,6 +732,8 @@ class CivisService(Application):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         loop.start()
+        if handoff is not None:
+            handoff.stop()
         server.stop()
         self.executor.shutdown(wait=True)
         self.store.close()

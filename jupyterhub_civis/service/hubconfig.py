@@ -14,7 +14,8 @@ What it grants:
 - every server's ``$JUPYTERHUB_API_TOKEN``: the same access, on top of the
   default server token scopes, so the query-cache extension can store results;
 - every server's environment: ``$CIVIS_SERVICE_URL`` (the service's URL with its
-  prefix), the default base URL of ``ServiceStore``.
+  prefix), the default base URL of ``ServiceStore``, and with ``handoff_socket``
+  ``$CIVIS_SERVICE_HANDOFF_SOCKET``.
 
 ``custom:civis:admin`` is declared but granted to nobody — not even hub admins.
 Give it explicitly, e.g. ``{"name": "results-auditor", "users": ["ops"],
@@ -34,6 +35,13 @@ def _get(section, name):
     return section[name] if name in section else None
 
 
+def _spawner_sections(c, trait: str) -> list:
+    names = ["Spawner"] + [
+        n for n in c if n != "Spawner" and n.endswith("Spawner") and trait in c[n]
+    ]
+    return [c[n] for n in names]
+
+
 def declare_service(
     c,
     *,
@@ -43,6 +51,7 @@ def declare_service(
     environment: dict | None = None,
     data_dir: str | None = None,
     api_token: str | None = None,
+    handoff_socket: str | None = None,
 ) -> dict:
     """Declare the service and its least-privilege grants in hub config ``c``.
 
@@ -51,6 +60,9 @@ def declare_service(
     ``api_token``: declare an *external* service instead of a managed one — the
     hub starts nothing and the service processes (e.g. replicas of a Kubernetes
     Deployment behind one Service ``url``) run with this token; see docs/service.md.
+    ``handoff_socket``: a Unix socket path for the same-host handoff (servers on the
+    service's machine receive results as open files); only where the servers and
+    the service share a machine and blobs are on its disk (local, Docker).
     """
     access = f"access:services!service={name}"
     service = {
@@ -61,6 +73,7 @@ def declare_service(
         "oauth_no_confirm": True,
         "environment": {
             **({"CIVIS_SERVICE_DATA_DIR": data_dir} if data_dir else {}),
+            **({"CIVIS_SERVICE_HANDOFF_SOCKET": handoff_socket} if handoff_socket else {}),
             **(environment or {}),
         },
     }
@@ -87,16 +100,24 @@ def declare_service(
     }
     c.JupyterHub.custom_scopes = custom
 
-    scopes = _get(c.Spawner, "server_token_scopes")
-    if not isinstance(scopes, list):
-        scopes = list(SERVER_TOKEN_DEFAULT)
-    if access not in scopes:
-        scopes = [*scopes, access]
-    c.Spawner.server_token_scopes = scopes
+    # Spawner settings go to c.Spawner and to every spawner class section that sets
+    # the same trait itself (z2jh sets c.KubeSpawner.environment, which would
+    # otherwise hide c.Spawner.environment).
+    for section in _spawner_sections(c, "server_token_scopes"):
+        scopes = _get(section, "server_token_scopes")
+        scopes = list(scopes) if isinstance(scopes, list) else list(SERVER_TOKEN_DEFAULT)
+        if access not in scopes:
+            scopes.append(access)
+        section.server_token_scopes = scopes
 
     # where servers (the query-cache extension, ServiceStore) reach the service
-    env = _get(c.Spawner, "environment")
-    env = dict(env) if isinstance(env, dict) else {}
-    env["CIVIS_SERVICE_URL"] = url.rstrip("/") + f"/services/{name}/"
-    c.Spawner.environment = env
+    for section in _spawner_sections(c, "environment"):
+        env = _get(section, "environment")
+        env = dict(env) if isinstance(env, dict) else {}
+        env["CIVIS_SERVICE_URL"] = url.rstrip("/") + f"/services/{name}/"
+        if handoff_socket:
+            env["CIVIS_SERVICE_HANDOFF_SOCKET"] = handoff_socket
+        else:  # a later declaration replaces an earlier one entirely
+            env.pop("CIVIS_SERVICE_HANDOFF_SOCKET", None)
+        section.environment = env
     return service

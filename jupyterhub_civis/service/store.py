@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import fsspec
+import fsspec.implementations.local
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -257,6 +258,15 @@ class DurableStore:
 
     def open_blob(self, result_id: str):
         return self.fs.open(self.blob_path(result_id), "rb")
+
+    @property
+    def blobs_are_local(self) -> bool:
+        """Whether blobs are files on this machine's disks (what a same-host handoff needs)."""
+        return isinstance(self.fs, fsspec.implementations.local.LocalFileSystem)
+
+    def open_local_blob(self, result_id: str) -> int:
+        """A read-only file descriptor of a committed blob on a local disk."""
+        return os.open(self.blob_path(result_id), os.O_RDONLY | os.O_CLOEXEC)
 
     def list(
         self, owner: str, key: str | None = None, limit: int | None = None

@@ -66,7 +66,7 @@ def cluster(tmp_path_factory):
 def test_two_named_servers_two_pods_through_restart(cluster, monkeypatch):
     api, kubelet, root = cluster
     monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(root / "kubeconfig.yaml", NAMESPACE)))
-    ports = [civis_test_support.free_port() for _ in range(3)]
+    ports = [civis_test_support.free_port() for _ in range(4)]  # start_hub takes four
     # the restarted hub must listen where the running servers expect it
     fixed_ports = iter(ports * 2)
     monkeypatch.setattr(civis_test_support, "free_port", lambda: next(fixed_ports))

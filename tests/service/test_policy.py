@@ -65,6 +65,24 @@ def test_declare_service_least_privilege_and_idempotent():
     assert c.Spawner.environment["CIVIS_SERVICE_URL"] == "http://127.0.0.1:2222/services/civis/"
 
 
+def test_declare_service_reaches_spawner_sections_that_hide_spawner_settings():
+    from traitlets.config import Config
+
+    from jupyterhub_civis.service.hubconfig import declare_service
+
+    c = Config()
+    c.KubeSpawner.environment = {"CHART_VAR": "x"}  # what z2jh does with singleuser.extraEnv
+    c.KubeSpawner.cpu_limit = 1  # a section without the traits stays as it is
+    declare_service(c, url="http://hub:10101", handoff_socket="/run/civis.sock")
+    for section in (c.Spawner, c.KubeSpawner):
+        assert section.environment["CIVIS_SERVICE_URL"] == "http://hub:10101/services/civis/"
+        assert section.environment["CIVIS_SERVICE_HANDOFF_SOCKET"] == "/run/civis.sock"
+    assert c.KubeSpawner.environment["CHART_VAR"] == "x"
+    assert "server_token_scopes" not in c.KubeSpawner
+    declare_service(c, url="http://hub:10101")  # declared again without the socket
+    assert "CIVIS_SERVICE_HANDOFF_SOCKET" not in c.KubeSpawner.environment
+
+
 def test_service_cli_help_lists_traits(capsys):
     import pytest
 

@@ -1,6 +1,10 @@
 """``ServiceStore`` (the query cache's ``ResultStore`` on the service) against a real
 hub and a real service process: one user's stores share results, others see none."""
 
+import json
+import os
+import socket
+
 import pyarrow as pa
 import pytest
 from civis_test_support import free_port
@@ -96,3 +100,42 @@ def test_tiered_store_keeps_working_when_the_service_is_down(tmp_path):
     assert store.get("f" * 32) is None
     store.pin(stored.result_id, "nb.ipynb")
     assert store.hot.is_pinned(stored.result_id)
+
+
+def test_same_host_handoff_links_the_blob_instead_of_copying(external_hub, replicas, tmp_path):
+    sock, blobs = str(tmp_path / "handoff.sock"), tmp_path / "blobs"
+    svc = replicas(
+        extra=[f"--CivisService.handoff_socket={sock}"],
+        db_url=f"sqlite:///{tmp_path}/meta.sqlite",
+        blobs=str(blobs),
+    ).start()
+    token = external_hub.user_token(external_hub.create_user("handoff"))
+    other_token = external_hub.user_token(external_hub.create_user("handoff-other"))
+
+    def store(folder, token=token, socket_path=sock):
+        durable = ServiceStore(svc.base, token, handoff_socket=socket_path)
+        return TieredStore(LocalStore(str(tmp_path / folder)), durable)
+
+    stored = store("hot-a").put("key-1", SCHEMA, batches())
+    fetched = store("hot-b").get(stored.result_id)
+    blob = blobs / f"{stored.result_id}.arrow"
+    assert os.stat(fetched.path).st_ino == os.stat(blob).st_ino  # a link: no byte was copied
+    assert pa.ipc.open_file(fetched.path).read_all().num_rows == 50_000
+
+    # another user's token, a forged token: nothing is handed over
+    assert store("hot-c", token=other_token).get(stored.result_id) is None
+    assert store("hot-d", token="forged").get(stored.result_id) is None
+    assert not list((tmp_path / "hot-c").glob("*.arrow"))
+    assert not list((tmp_path / "hot-d").glob("*.arrow"))
+
+    # a malformed request gets a 400 line and no descriptor
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(sock)
+        s.sendall(b"not json\n")
+        reply, fds, _, _ = socket.recv_fds(s, 4096, 1)
+    assert json.loads(reply)["status"] == 400 and fds == []
+
+    # without the socket (another machine) the same result arrives over HTTP
+    copied = store("hot-e", socket_path=str(tmp_path / "absent.sock")).get(stored.result_id)
+    assert os.stat(copied.path).st_ino != os.stat(blob).st_ino
+    assert open(copied.path, "rb").read() == open(blob, "rb").read()

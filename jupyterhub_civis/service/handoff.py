@@ -1,0 +1,141 @@
+"""Same-host handoff: a result's open file instead of its bytes.
+
+When the service keeps blobs on a local disk and a user's server runs on the
+same machine (the local and Docker deployments), copying a result through HTTP
+is wasted work: the service can pass the server an open, read-only file
+descriptor of the blob over a Unix socket (``SCM_RIGHTS``), and the server
+links or copies it into its hot tier inside the kernel.
+
+Protocol, one request per connection: the client sends one JSON line
+``{"token": <Hub token>, "id": <result id>}``; the service answers one JSON
+line ``{"status": 200, "result": {...}}`` with the descriptor attached, or
+``{"status": 403|404|400, "message": ...}`` without. Authorisation is exactly
+the HTTP API's: the token must carry the service's access scope, and only the
+token's own user's results are handed out ("not yours" and "missing" are the
+same 404). Nothing is ever written through this socket.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import json
+import os
+import socket
+
+from jupyterhub_civis.service import policy
+from jupyterhub_civis.service.store import NotFound
+
+MAX_REQUEST = 16 * 1024
+REQUEST_TIMEOUT = 10
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
+
+
+class HandoffServer:
+    def __init__(self, path: str, *, hub_auth, store, run, on_served, log):
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+            raise ValueError(
+                f"handoff_socket path is longer than {MAX_SOCKET_PATH} bytes "
+                f"(a Unix socket limit): {path}"
+            )
+        self.path = path
+        self.hub_auth = hub_auth
+        self.store = store
+        self.run = run  # run a blocking call in the service's I/O pool
+        self.on_served = on_served  # metrics callback: (status: int) -> None
+        self.log = log
+        self._sock: socket.socket | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)  # a previous run's socket; nothing listens on it any more
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(self.path)
+        # who may connect is decided by the Hub token in the request, not by file modes
+        os.chmod(self.path, 0o666)
+        sock.listen(128)
+        sock.setblocking(False)
+        self._sock = sock
+        self._task = asyncio.ensure_future(self._accept_loop())
+
+    def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        if self._sock:
+            self._sock.close()
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(self._sock)
+            asyncio.ensure_future(self._serve(conn))
+
+    async def _serve(self, conn: socket.socket) -> None:
+        status, fd = 500, None
+        try:
+            request = await asyncio.wait_for(self._read_line(conn), REQUEST_TIMEOUT)
+            status, body, fd = await self._answer(request)
+        except (TimeoutError, OSError, ValueError) as e:
+            status, body = 400, {"status": 400, "message": f"bad request: {e}"}
+        except Exception:
+            self.log.exception("handoff request failed")
+            body = {"status": 500, "message": "internal error"}
+        try:
+            line = (json.dumps(body) + "\n").encode()
+            if fd is None:
+                conn.sendall(line)
+            else:
+                rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+                conn.sendmsg([line], rights)
+        except OSError as e:
+            self.log.debug("handoff reply not delivered: %s", e)
+        finally:
+            if fd is not None:
+                os.close(fd)
+            conn.close()
+            self.on_served(status)
+
+    async def _read_line(self, conn: socket.socket) -> bytes:
+        loop = asyncio.get_running_loop()
+        data = b""
+        while b"\n" not in data:
+            chunk = await loop.sock_recv(conn, 4096)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > MAX_REQUEST:
+                raise ValueError("request too large")
+        return data.split(b"\n", 1)[0]
+
+    async def _answer(self, raw: bytes) -> tuple[int, dict, int | None]:
+        try:
+            request = json.loads(raw)
+            token, result_id = request["token"], request["id"]
+            if not isinstance(token, str) or not isinstance(result_id, str):
+                raise TypeError
+        except (ValueError, TypeError, KeyError):
+            return 400, {"status": 400, "message": 'send {"token": ..., "id": ...}'}, None
+        model = await self.hub_auth.user_for_token(token, sync=False) if token else None
+        allowed = (
+            model
+            if model and self.hub_auth.check_scopes(self.hub_auth.access_scopes, model)
+            else None
+        )
+        owner = policy.owner_of_caller(allowed)
+        if owner is None:
+            message = "a Hub user token with access to this service is required"
+            return 403, {"status": 403, "message": message}, None
+        not_found = (404, {"status": 404, "message": policy.NOT_FOUND}, None)
+        if not policy.valid_result_id(result_id):
+            return not_found
+        try:
+            info = await self.run(self.store.get, owner, result_id, touch=True)
+            fd = await self.run(self.store.open_local_blob, info.id)
+        except (NotFound, FileNotFoundError):
+            return not_found
+        return 200, {"status": 200, "result": info.to_json()}, fd
