@@ -12,12 +12,20 @@ Deployment assumptions
   in notebooks, ``jupyterhub-civis``) installed.
 - Users log in with the shared demo password below: replace the authenticator.
 - State (hub database, cookie secret) lives in ``CIVIS_STATE_DIR``.
+- The civis Hub service (durable query results, docs/service.md) runs next to
+  the hub as a managed service, listening on ``CIVIS_SERVICE_PORT`` (10101),
+  data in ``CIVIS_STATE_DIR/civis-service``; pods reach it at
+  ``CIVIS_SERVICE_CONNECT_URL`` (e.g. ``http://hub.jupyterhub.svc:10101``).
+  With ``CIVIS_SERVICE_TOKEN`` set, the hub starts nothing: the service runs
+  as replicas on PostgreSQL + ``s3://`` (a Deployment behind
+  ``CIVIS_SERVICE_CONNECT_URL``, see docs/kubernetes.md) with that token.
 
 With the z2jh chart use helm-values/values.yaml instead; see docs/kubernetes.md.
 """
 
 import os
 
+from jupyterhub_civis.service.hubconfig import declare_service
 from jupyterhub_civis.spawner.kube import CivisKubeSpawner
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
@@ -81,5 +89,20 @@ c.CivisSpawner.environments = [
         "resources": {"cpu_limit": 2, "mem_limit": "4G", "mem_guarantee": "1G"},
     },
 ]
+
+service_port = int(os.environ.get("CIVIS_SERVICE_PORT", "10101"))
+if os.environ.get("CIVIS_SERVICE_TOKEN"):
+    declare_service(
+        c,
+        url=os.environ["CIVIS_SERVICE_CONNECT_URL"],
+        api_token=os.environ["CIVIS_SERVICE_TOKEN"],
+    )
+else:
+    declare_service(
+        c,
+        url=os.environ.get("CIVIS_SERVICE_CONNECT_URL", f"http://127.0.0.1:{service_port}"),
+        data_dir=os.path.join(state, "civis-service"),
+        args=["--CivisService.ip=0.0.0.0", f"--CivisService.port={service_port}"],
+    )
 
 CivisKubeSpawner.check_config(c)  # a broken catalog stops the hub here, with the reason

@@ -84,15 +84,25 @@ async def test_hub_config_loads_into_jupyterhub_and_makes_valid_pods():
     app = JupyterHub(config=hub_config_from_values(values))
     assert app.spawner_class is CivisKubeSpawner  # "civis-kube" through the entry point
     assert app.allow_named_servers and app.named_server_limit_per_user == 5
-    roles = values["hub"]["loadRoles"]["civis-service"]
-    assert roles["services"] == ["civis"] and not any(s.startswith("admin") for s in roles["scopes"])
+    # the civis service: managed in the hub pod, reached on the hub Service's extra port
+    (civis,) = [s for s in app.services if s["name"] == "civis"]
+    assert civis["url"] == "http://hub:10101" and "service" in civis["command"]
+    assert "--CivisService.ip=0.0.0.0" in civis["command"]
+    assert not [r for r in app.load_roles if "civis" in r.get("services", [])]  # no Hub API scopes
+    (user_role,) = [r for r in app.load_roles if r["name"] == "user"]
+    assert "access:services!service=civis" in user_role["scopes"]
+    assert values["hub"]["service"]["extraPorts"][0]["port"] == 10101
+    assert [p["port"] for r in values["singleuser"]["networkPolicy"]["egress"] for p in r["ports"]] == [10101]
     for environment in ("python", "scipy"):
         spawner = make_spawner(app.config, user_options={"environment": environment})
         assert isinstance(spawner, app.spawner_class)
         assert spawner.start_timeout == 600 and spawner.storage_policy == "chart"
+        assert "access:services!service=civis" in spawner.server_token_scopes
         pod = await pod_for(spawner)
         validate(pod)
         assert pod["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert env["CIVIS_SERVICE_URL"] == "http://hub:10101/services/civis/"
 
 
 def test_config_for_installs_without_the_chart_checks_out():
