@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from jupyterhub_civis.retention import Candidate, choose_evictions
 
 TMP_PREFIX = ".tmp-"
+UNSYNCED_PREFIX = ".unsynced-"  # + <pid>-<result id>: a visible copy not yet fsynced
 SUFFIX = ".arrow"
 
 
@@ -147,10 +148,18 @@ class _Flusher:
         os.close(self.fd)
 
 
-def _writer_alive(tmp_name: str) -> bool:
-    """Whether the process that writes this temp file (pid in its name) still runs."""
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        pid = int(tmp_name[len(TMP_PREFIX) :].split("-", 1)[0])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _writer_alive(name: str, prefix: str = TMP_PREFIX) -> bool:
+    """Whether the process named in a temp file or marker (``<prefix><pid>-…``) still runs."""
+    try:
+        pid = int(name[len(prefix) :].split("-", 1)[0])
     except ValueError:
         return False
     if pid == os.getpid():
@@ -162,6 +171,17 @@ def _writer_alive(tmp_name: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _sync_and_unmark(path: str, marker: str) -> None:
+    try:
+        _fsync_path(path)
+    except FileNotFoundError:
+        pass  # evicted meanwhile
+    try:
+        os.unlink(marker)
+    except FileNotFoundError:
+        pass
 
 
 class PendingFile:
@@ -239,17 +259,35 @@ class PendingFile:
         """The caller wrote a complete Arrow IPC file of ``rows`` rows to ``path``."""
         self.rows = rows
 
-    def commit(self, result_id: str, key: str, created: float | None = None) -> StoredResult:
-        """Make the file visible as ``result_id`` (fsynced first: a crash never
-        leaves a committed row over a torn file)."""
-        if not self._synced:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._synced = True
-        return self.store._commit(self, result_id, key, created)
+    def commit(
+        self,
+        result_id: str,
+        key: str,
+        created: float | None = None,
+        *,
+        durable_elsewhere: bool = False,
+    ) -> StoredResult:
+        """Make the file visible as ``result_id``, fsynced first: a crash never
+        leaves a committed row over a torn file.
+
+        ``durable_elsewhere``: the file is a copy of a result kept durably
+        elsewhere (the Hub service). It becomes visible at once and is fsynced in
+        the background; until then a marker names it, and ``recover`` drops it
+        (to be fetched again) if this process died before the sync.
+        """
+        if self._synced or not durable_elsewhere:
+            if not self._synced:
+                _fsync_path(self.path)
+                self._synced = True
+            return self.store._commit(self, result_id, key, created)
+        marker = self.store._mark_unsynced(result_id)
+        try:
+            result = self.store._commit(self, result_id, key, created)
+        except BaseException:
+            os.unlink(marker)
+            raise
+        self.store._sync_later(result.path, marker)
+        return result
 
 
 class LocalStore(ResultStore):
@@ -286,6 +324,7 @@ class LocalStore(ResultStore):
             fcntl.flock(lock, fcntl.LOCK_EX)
             _meta.create_all(self.engine)
         self._lock = threading.RLock()
+        self._syncer: concurrent.futures.ThreadPoolExecutor | None = None
         self.recover()
 
     # -- paths
@@ -299,9 +338,20 @@ class LocalStore(ResultStore):
             # "file renamed" and "row committed" while we look
             conn.execute(results_table.delete().where(sa.false()))
             known = {r.result_id for r in conn.execute(sa.select(results_table.c.result_id))}
+            names = os.listdir(self.directory)
+            unsynced = set()  # copies whose background fsync never finished: maybe torn
+            for name in names:
+                if name.startswith(UNSYNCED_PREFIX) and not _writer_alive(name, UNSYNCED_PREFIX):
+                    unsynced.add(name.split("-", 2)[2])
+                    os.unlink(os.path.join(self.directory, name))
+            if unsynced:
+                conn.execute(results_table.delete().where(results_table.c.result_id.in_(unsynced)))
+                known -= unsynced
             on_disk = set()
-            for name in os.listdir(self.directory):
+            for name in names:
                 full = os.path.join(self.directory, name)
+                if name.startswith(UNSYNCED_PREFIX):
+                    continue
                 if name.startswith(TMP_PREFIX):
                     if not _writer_alive(name):
                         os.unlink(full)
@@ -356,6 +406,21 @@ class LocalStore(ResultStore):
 
     def open_reader(self, result):
         return pa.ipc.open_file(pa.memory_map(result.path, "r"))
+
+    def _mark_unsynced(self, result_id: str) -> str:
+        marker = os.path.join(self.directory, f"{UNSYNCED_PREFIX}{os.getpid()}-{result_id}")
+        with open(marker, "w"):
+            pass
+        self._fsync_dir()  # the marker is on disk before the row can be
+        return marker
+
+    def _sync_later(self, path: str, marker: str) -> None:
+        with self._lock:
+            if self._syncer is None:
+                self._syncer = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix="civis-hot-sync"
+                )
+        self._syncer.submit(_sync_and_unmark, path, marker)
 
     def _fsync_dir(self):
         fd = os.open(self.directory, os.O_RDONLY)

@@ -74,7 +74,9 @@ class TieredStore(ResultStore):
                     info = self.durable.download_into(result_id, pending)
                     if info is None:
                         return None
-                    return pending.commit(result_id, info.key, created=info.created)
+                    return pending.commit(
+                        result_id, info.key, created=info.created, durable_elsewhere=True
+                    )
         except _SERVICE_DOWN as e:
             self._service_failed(f"serve result {result_id}", e)
             return None

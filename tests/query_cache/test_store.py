@@ -8,8 +8,14 @@ import sys
 
 import pyarrow as pa
 import pytest
+from civis_test_support import wait_for
 
-from jupyterhub_civis.query_cache.store import TMP_PREFIX, LocalStore, ResultTooLarge
+from jupyterhub_civis.query_cache.store import (
+    TMP_PREFIX,
+    UNSYNCED_PREFIX,
+    LocalStore,
+    ResultTooLarge,
+)
 
 
 def batches(n=3, rows=100):
@@ -101,3 +107,37 @@ def test_lru_eviction_never_evicts_pinned(tmp_path):
     assert store.get(a.result_id) is not None  # pinned: kept over budget
     store.unpin(a.result_id, "nb.ipynb")
     assert store.evict() == [a.result_id]
+
+
+def test_copy_of_a_durable_result_is_visible_before_its_fsync(tmp_path):
+    store = LocalStore(str(tmp_path))
+    with store.new_file() as pending:
+        pending.write_batches(SCHEMA, batches())
+        pending._synced = False  # as after a byte copy from the service
+        copy = pending.commit("a" * 32, "k", created=5.0, durable_elsewhere=True)
+    assert store.get("a" * 32) == copy and copy.created == 5.0
+    assert store.open_reader(copy).read_all().num_rows == 300
+    # the marker goes once the background fsync is done
+    wait_for(lambda: not [n for n in os.listdir(tmp_path) if n.startswith(UNSYNCED_PREFIX)])
+
+
+def test_recover_drops_copies_whose_fsync_never_finished(tmp_path):
+    store = LocalStore(str(tmp_path))
+    kept = store.put("k", SCHEMA, batches())
+    with store.new_file() as pending:
+        pending.write_batches(SCHEMA, batches())
+        copy = pending.commit("b" * 32, "k2")
+    # the marker a server killed before its background fsync leaves behind
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    (tmp_path / f"{UNSYNCED_PREFIX}{int(dead.stdout)}-{copy.result_id}").touch()
+    alive = tmp_path / f"{UNSYNCED_PREFIX}{os.getppid()}-{kept.result_id}"
+    alive.touch()  # a live writer's copy is left alone
+
+    reopened = LocalStore(str(tmp_path))
+    assert reopened.get(copy.result_id) is None and not os.path.exists(copy.path)
+    assert reopened.get(kept.result_id) is not None and alive.exists()
+    assert not [
+        n for n in os.listdir(tmp_path) if n.startswith(f"{UNSYNCED_PREFIX}{int(dead.stdout)}")
+    ]
