@@ -76,12 +76,14 @@ c.CivisSpawner.environments = [
 
 # The civis Hub service (docs/service.md): durable per-user result store, "My
 # queries" page at /services/civis/. Least privilege: see declare_service.
+# Servers on this machine receive results from it as open files, not over HTTP
+# (a Unix socket path must stay under 100 bytes; deeper state folders use HTTP).
+handoff = os.path.join(state, "civis-service.sock")
 declare_service(
     c,
     url=f"http://127.0.0.1:{int(os.environ.get('CIVIS_SERVICE_PORT', '10101'))}",
     data_dir=os.path.join(state, "civis-service"),
-    # servers on this machine receive results as open files, not over HTTP
-    handoff_socket=os.path.join(state, "civis-service.sock"),
+    handoff_socket=handoff if len(handoff) < 100 else None,
 )
 
 # The query cache: a DuckDB demo warehouse as the "default" connection, and one
