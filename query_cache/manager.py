@@ -303,6 +303,11 @@ class QueryManager:
                 on_progress=progress,
                 sql=run.sql,
                 connection=run.connection.name,
+                # the notebooks waiting now pin it from the start (their pin
+                # calls after completion are then no-ops, and late joiners pin then)
+                pins=[
+                    r.notebook for r in list(run.subscribers) if r.notebook and r.state not in FINAL
+                ],
             )
         finally:
             execution.close()

@@ -100,6 +100,7 @@ class ServiceStore(ResultStore):
         on_progress: Callable[[int, int], None] | None = None,
         sql: str = "",
         connection: str = "",
+        pins: Iterable[str] = (),
     ) -> StoredResult:
         rows = 0
         with tempfile.TemporaryFile(dir=self.spool_dir) as spool:
@@ -114,17 +115,26 @@ class ServiceStore(ResultStore):
                     if on_progress:
                         on_progress(rows, written)
             spool.seek(0)
-            return self._upload(spool, ARROW_STREAM, key, rows, sql, connection)
+            return self._upload(spool, ARROW_STREAM, key, rows, sql, connection, pins)
 
     def put_file(
-        self, key: str, path: str, rows: int, *, sql: str = "", connection: str = ""
+        self,
+        key: str,
+        path: str,
+        rows: int,
+        *,
+        sql: str = "",
+        connection: str = "",
+        pins: Iterable[str] = (),
     ) -> StoredResult:
         """Upload a complete Arrow IPC file as it is (no re-encoding)."""
         with open(path, "rb") as f:
-            return self._upload(f, ARROW_FILE, key, rows, sql, connection)
+            return self._upload(f, ARROW_FILE, key, rows, sql, connection, pins)
 
-    def _upload(self, body, media_type, key, rows, sql, connection) -> StoredResult:
+    def _upload(self, body, media_type, key, rows, sql, connection, pins=()) -> StoredResult:
         meta = {"key": key, "sql": sql, "connection": connection or self.connection, "rows": rows}
+        if pins:
+            meta["pins"] = sorted(set(pins))
         r = self.http.post(  # a file body: sent in blocks with its Content-Length
             self._url("api/results"),
             data=body,

@@ -63,11 +63,14 @@ class ResultStore(abc.ABC):
         on_progress: Callable[[int, int], None] | None = None,
         sql: str = "",
         connection: str = "",
+        pins: Iterable[str] = (),
     ) -> StoredResult:
         """Store the batches under ``key`` atomically; raise on any failure, leaving nothing.
 
         ``sql`` and ``connection`` (the connection's name) describe the result in
         listings such as the service's "My queries" page; stores may ignore them.
+        ``pins``: notebooks that pin the result from the start (recorded with it, so
+        eviction never sees it unpinned).
         """
 
     @abc.abstractmethod
@@ -266,6 +269,7 @@ class PendingFile:
         created: float | None = None,
         *,
         durable_elsewhere: bool = False,
+        pins: Iterable[str] = (),
     ) -> StoredResult:
         """Make the file visible as ``result_id``, fsynced first: a crash never
         leaves a committed row over a torn file.
@@ -279,10 +283,10 @@ class PendingFile:
             if not self._synced:
                 _fsync_path(self.path)
                 self._synced = True
-            return self.store._commit(self, result_id, key, created)
+            return self.store._commit(self, result_id, key, created, pins)
         marker = self.store._mark_unsynced(result_id)
         try:
-            result = self.store._commit(self, result_id, key, created)
+            result = self.store._commit(self, result_id, key, created, pins)
         except BaseException:
             os.unlink(marker)
             raise
@@ -366,17 +370,30 @@ class LocalStore(ResultStore):
                 conn.execute(results_table.delete().where(results_table.c.result_id.in_(missing)))
 
     # -- interface
-    def put(self, key, schema, batches, *, max_bytes=None, on_progress=None, sql="", connection=""):
+    def put(
+        self,
+        key,
+        schema,
+        batches,
+        *,
+        max_bytes=None,
+        on_progress=None,
+        sql="",
+        connection="",
+        pins=(),
+    ):
         with self.new_file() as pending:
             pending.write_batches(schema, batches, max_bytes=max_bytes, on_progress=on_progress)
-            return pending.commit(uuid.uuid4().hex, key)
+            return pending.commit(uuid.uuid4().hex, key, pins=pins)
 
     def new_file(self) -> PendingFile:
         """A temp file in this store, committed under an id of the caller's choosing
         (the durable tier's id, for a tiered store) or discarded on exit."""
         return PendingFile(self)
 
-    def _commit(self, pending: PendingFile, result_id: str, key: str, created: float | None):
+    def _commit(
+        self, pending: PendingFile, result_id: str, key: str, created: float | None, pins=()
+    ):
         size = os.path.getsize(pending.path)
         now = time.time()
         created = now if created is None else created
@@ -394,6 +411,8 @@ class LocalStore(ResultStore):
                         last_access=now,
                     )
                 )
+                for owner in sorted(set(pins)):
+                    conn.execute(pins_table.insert().values(result_id=result_id, owner=owner))
                 os.replace(pending.path, self._path(result_id))
         except sa.exc.IntegrityError:
             # another server sharing this folder stored the same durable result first

@@ -42,17 +42,28 @@ class TieredStore(ResultStore):
     def _service_failed(self, action: str, error: Exception) -> None:
         self.log.warning("civis query cache: the result service failed to %s: %s", action, error)
 
-    def put(self, key, schema, batches, *, max_bytes=None, on_progress=None, sql="", connection=""):
+    def put(
+        self,
+        key,
+        schema,
+        batches,
+        *,
+        max_bytes=None,
+        on_progress=None,
+        sql="",
+        connection="",
+        pins=(),
+    ):
         with self.hot.new_file() as pending:
             pending.write_batches(schema, batches, max_bytes=max_bytes, on_progress=on_progress)
             try:
                 info = self.durable.put_file(
-                    key, pending.path, pending.rows, sql=sql, connection=connection
+                    key, pending.path, pending.rows, sql=sql, connection=connection, pins=pins
                 )
             except _SERVICE_DOWN as e:
                 self._service_failed("store a result (kept in this server only)", e)
-                return pending.commit(uuid.uuid4().hex, key)
-            return pending.commit(info.result_id, key, created=info.created)
+                return pending.commit(uuid.uuid4().hex, key, pins=pins)
+            return pending.commit(info.result_id, key, created=info.created, pins=pins)
 
     def open_reader(self, result):
         if result.path:

@@ -9,7 +9,7 @@ authenticated with a Hub token (``Authorization: token …``) or the service's
 OAuth cookie; results belong to the Hub user the token identifies:
 
 - ``POST   api/results``                 body: an Arrow IPC stream or file (streamed);
-  header ``X-Civis-Result: {"key", "sql", "connection", "rows"}`` → 201 + JSON
+  header ``X-Civis-Result: {"key", "sql", "connection", "rows"[, "pins"]}`` → 201 + JSON
 - ``GET    api/results[?key=&limit=]``   the caller's results, newest first
 - ``GET    api/results/<id>``            the body as stored (streamed; Content-Type
   ``application/vnd.apache.arrow.stream`` or ``….file``)
@@ -185,16 +185,22 @@ class APIHandler(BaseHandler):
                 raise ValueError
             rows = int(meta.get("rows", 0))
             fields = {k: meta.get(k, "") for k in ("key", "sql", "connection")}
+            pins = meta.get("pins", [])
             if not all(isinstance(v, str) for v in fields.values()):
                 raise ValueError
             if len(fields["key"]) > 128 or len(fields["connection"]) > 255 or rows < 0:
                 raise ValueError
+            if not isinstance(pins, list) or len(pins) > policy.MAX_PINS_PER_UPLOAD:
+                raise ValueError
+            if not all(policy.valid_pin_ref(ref) for ref in pins):
+                raise ValueError
         except (ValueError, TypeError):
             raise web.HTTPError(
                 400,
-                'X-Civis-Result must be JSON {"key": str, "sql": str, "connection": str, "rows": int}',
+                'X-Civis-Result must be JSON {"key": str, "sql": str, "connection": str, '
+                f'"rows": int, "pins": [notebook refs, at most {policy.MAX_PINS_PER_UPLOAD}]}}',
             ) from None
-        return {**fields, "rows": rows}
+        return {**fields, "rows": rows, "pins": pins}
 
 
 @web.stream_request_body

@@ -16,6 +16,7 @@ NOT_FOUND = "result not found"
 
 SQL_EXCERPT_CHARS = 4000
 MAX_REF_CHARS = 1024
+MAX_PINS_PER_UPLOAD = 64  # notebooks waiting on one query when its result is stored
 
 
 def valid_result_id(value: str) -> bool:

@@ -193,8 +193,17 @@ class DurableStore:
             s.execute(sa.delete(Upload).where(Upload.id == upload_id))
 
     def commit_upload(
-        self, upload: BlobUpload, *, key: str, sql: str, connection: str, rows: int
+        self,
+        upload: BlobUpload,
+        *,
+        key: str,
+        sql: str,
+        connection: str,
+        rows: int,
+        pins: list[str] = (),
     ) -> ResultInfo:
+        """Make the upload a result; ``pins`` (notebook refs) are recorded in the same
+        transaction, so eviction can never take the result before its notebooks pin it."""
         upload.close()
         now = time.time()
         with self.session.begin() as s:
@@ -213,7 +222,10 @@ class DurableStore:
                 last_access=now,
             )
             s.add(row)
-        return self._info(row, [])
+            s.flush()  # the result row first: pins reference it
+            refs = sorted(set(pins))
+            s.add_all(Pin(result_id=upload.id, ref=ref, created=now) for ref in refs)
+        return self._info(row, refs)
 
     # -- reads
     def _info(self, row: Result, pins: list[str]) -> ResultInfo:

@@ -169,12 +169,9 @@ def test_stored_from_server_a_is_a_hit_in_server_b_and_outlives_restarts(tier_hu
     assert stored["result_path"] == str(th.hot / user / "a" / f"{rid}.arrow")
 
     # the service holds it under the same id, described, and pinned by the notebook
-    def pinned_in_service():
-        results = th.service_results(user)
-        return results if results and results[0]["pins"] == ["analysis.ipynb"] else None
-
-    (info,) = wait_for(pinned_in_service, timeout=30, message="the notebook's pin in the service")
-    assert info["id"] == rid and info["rows"] == 3
+    # from the moment it exists (the pin travelled with the upload)
+    (info,) = th.service_results(user)
+    assert info["id"] == rid and info["rows"] == 3 and info["pins"] == ["analysis.ipynb"]
     assert info["sql"] == sql and info["connection"] == "default"
 
     content = save(a, "analysis.ipynb")
@@ -223,11 +220,7 @@ def test_pinned_result_survives_eviction_pressure_unpinned_do_not(tier_hub, pg):
     analysis_notebook(a, "keep.ipynb")
     kept_rows = json.loads(a.run_in_notebook("keep.ipynb", QUERY.format(sql=small, extra="")))
     kept = latest(a)["result_id"]
-    wait_for(
-        lambda: [r["pins"] for r in th.service_results(user)] == [["keep.ipynb"]],
-        timeout=30,
-        message="the pin in the service",
-    )
+    assert [r["pins"] for r in th.service_results(user)] == [["keep.ipynb"]]
     content = save(a, "keep.ipynb")
 
     big_table = new_table(pg, rows=20_000)

@@ -141,3 +141,11 @@ def test_recover_drops_copies_whose_fsync_never_finished(tmp_path):
     assert not [
         n for n in os.listdir(tmp_path) if n.startswith(f"{UNSYNCED_PREFIX}{int(dead.stdout)}")
     ]
+
+
+def test_put_with_pins_is_pinned_from_the_start(tmp_path):
+    store = LocalStore(str(tmp_path), max_total_bytes=1)
+    pinned = store.put("k", SCHEMA, batches(), pins=["a.ipynb", "a.ipynb"])
+    loose = store.put("k2", SCHEMA, batches())
+    assert store.is_pinned(pinned.result_id) and not store.is_pinned(loose.result_id)
+    assert store.evict() == [loose.result_id]

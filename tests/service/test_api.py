@@ -1,5 +1,7 @@
 """The service API end to end: a real hub, the managed service, real user tokens."""
 
+import json
+
 import pytest
 import requests
 from civis_service_support import arrow_stream, read_stream
@@ -59,12 +61,32 @@ def test_incomplete_or_bad_uploads_leave_nothing(service_hub):
     assert c.list() == []
 
 
+def test_upload_with_pins_records_them_with_the_result(service_hub):
+    _, token = service_hub.new_user("pins")
+    c = service_hub.client(token)
+    meta = {"key": "k", "sql": "s", "connection": "c", "rows": 10}
+
+    def upload(**extra):
+        header = json.dumps({**meta, **extra})
+        return c.request(
+            "POST", "api/results", data=arrow_stream(10), headers={"X-Civis-Result": header}
+        )
+
+    r = upload(pins=["b.ipynb", "a.ipynb", "a.ipynb"])
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    assert r.json()["pins"] == ["a.ipynb", "b.ipynb"]
+    assert c.delete(rid).status_code == 409  # pinned from the moment it exists
+    for bad in ("a.ipynb", [""], ["x" * 2000], [1], ["n.ipynb"] * 65):
+        r = upload(pins=bad)
+        assert r.status_code == 400 and "pins" in r.json()["message"], (bad, r.text)
+    assert [x["id"] for x in c.list()] == [rid]
+
+
 def test_owner_comes_from_the_token_not_the_body(service_hub):
     alice, _ = service_hub.new_user("alice")
     _, bob_token = service_hub.new_user("bob")
     bob = service_hub.client(bob_token)
-    import json
-
     meta = json.dumps({"key": "k", "sql": "s", "connection": "c", "rows": 1, "owner": alice})
     r = bob.request("POST", "api/results", data=arrow_stream(10), headers={"X-Civis-Result": meta})
     assert r.status_code == 201
