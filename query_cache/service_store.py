@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -27,13 +26,11 @@ import pyarrow as pa
 import requests
 
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
+from jupyterhub_civis.service.policy import ARROW_FILE, ARROW_STREAM, valid_result_id
 
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
-ARROW_FILE = "application/vnd.apache.arrow.file"
 ARROW_FILE_MAGIC_LEN = 8  # "ARROW1" + padding; a stream follows, ended by EOS
 COPY_CHUNK = 4 << 20
 log = logging.getLogger(__name__)
-RESULT_ID = re.compile(r"\A[0-9a-f]{32}\Z")  # what the service hands out; nothing else is sent
 
 
 class ServiceError(Exception):
@@ -144,7 +141,7 @@ class ServiceStore(ResultStore):
         return self._result(self._check(r).json())
 
     def _open_body(self, result_id: str) -> requests.Response | None:
-        if not RESULT_ID.match(result_id):
+        if not valid_result_id(result_id):  # nothing the service never hands out is sent
             return None
         r = self.http.get(self._url(f"api/results/{result_id}"), stream=True, timeout=self.timeout)
         if r.status_code == 404:
@@ -207,7 +204,7 @@ class ServiceStore(ResultStore):
     def _handoff(self, result_id: str) -> tuple[StoredResult, int] | None:
         """Ask the service's same-host socket for the result's open file: (info, fd),
         None if the service has no such result for this user; OSError if unavailable."""
-        if not RESULT_ID.match(result_id):
+        if not valid_result_id(result_id):  # nothing the service never hands out is sent
             return None
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.timeout)
@@ -231,7 +228,7 @@ class ServiceStore(ResultStore):
         raise ConnectionError(f"handoff refused: {reply.get('message', reply)}")
 
     def get(self, result_id: str) -> StoredResult | None:
-        if not RESULT_ID.match(result_id):
+        if not valid_result_id(result_id):  # nothing the service never hands out is sent
             return None
         r = self.http.get(self._url(f"api/results/{result_id}/info"), timeout=self.timeout)
         if r.status_code == 404:

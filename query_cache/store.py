@@ -279,10 +279,10 @@ class PendingFile:
         the background; until then a marker names it, and ``recover`` drops it
         (to be fetched again) if this process died before the sync.
         """
-        if self._synced or not durable_elsewhere:
-            if not self._synced:
-                _fsync_path(self.path)
-                self._synced = True
+        if not (self._synced or durable_elsewhere):
+            _fsync_path(self.path)
+            self._synced = True
+        if self._synced:
             return self.store._commit(self, result_id, key, created, pins)
         marker = self.store._mark_unsynced(result_id)
         try:
@@ -442,11 +442,7 @@ class LocalStore(ResultStore):
         self._syncer.submit(_sync_and_unmark, path, marker)
 
     def _fsync_dir(self):
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_path(self.directory)
 
     def _row_to_result(self, row) -> StoredResult:
         return StoredResult(

@@ -597,6 +597,7 @@ class CivisService(Application):
             self.threads, thread_name_prefix="civis-io"
         )
         self.metrics = Metrics(self.store)
+        self.hub_auth = HubOAuth(parent=self, api_url=os.environ.get("JUPYTERHUB_API_URL", ""))
 
     handoff_socket = Unicode(
         help="""Path of a Unix socket where servers on this machine receive a result as an
@@ -613,7 +614,7 @@ class CivisService(Application):
     def _default_handoff_socket(self):
         return os.environ.get("CIVIS_SERVICE_HANDOFF_SOCKET", "")
 
-    def make_handoff(self, hub_auth) -> HandoffServer | None:
+    def make_handoff(self) -> HandoffServer | None:
         if not self.handoff_socket:
             return None
         if not self.store.blobs_are_local:
@@ -636,7 +637,7 @@ class CivisService(Application):
 
         return HandoffServer(
             self.handoff_socket,
-            hub_auth=hub_auth,
+            hub_auth=self.hub_auth,
             store=self.store,
             run=run,
             on_served=served,
@@ -645,14 +646,13 @@ class CivisService(Application):
 
     def make_app(self) -> web.Application:
         p = self.service_prefix
-        hub_auth = HubOAuth(parent=self, api_url=os.environ.get("JUPYTERHUB_API_URL", ""))
+        hub_auth = self.hub_auth
         jinja = jinja2.Environment(
             loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")), autoescape=True
         )
         jinja.filters["age"] = _age
         jinja.filters["size"] = _size
         rid = r"([^/]+)"
-        self.hub_auth = hub_auth
         return web.Application(
             [
                 (p + "health", HealthHandler),
@@ -725,7 +725,7 @@ class CivisService(Application):
             _redact(self.blob_url),
         )
         loop = IOLoop.current()
-        handoff = self.make_handoff(self.hub_auth)
+        handoff = self.make_handoff()
         if handoff is not None:
             loop.add_callback(handoff.start)
             self.log.info("same-host handoff on %s", self.handoff_socket)
