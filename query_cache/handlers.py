@@ -22,7 +22,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from tornado import web
 
-from jupyterhub_civis.query_cache.modes import InvalidInput
+from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.query_cache.status_page import STATUS_PAGE
 
 AUTH_RESOURCE = "civis_queries"

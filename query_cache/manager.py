@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.query_cache import keys, modes, pins
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
 from jupyterhub_civis.query_cache.warehouse import Cancelled, Connection, WarehouseError
@@ -130,11 +131,11 @@ class QueryManager:
     async def submit(self, body: Mapping[str, Any]) -> QueryRecord:
         sql = body.get("sql")
         if not isinstance(sql, str) or not sql.strip():
-            raise modes.InvalidInput("sql", "must be a non-empty string")
+            raise InvalidInput("sql", "must be a non-empty string")
         name = body.get("connection") or "default"
         if not isinstance(name, str) or name not in self.connections:
             known = ", ".join(sorted(self.connections)) or "none configured"
-            raise modes.InvalidInput("connection", f"unknown connection {name!r} (known: {known})")
+            raise InvalidInput("connection", f"unknown connection {name!r} (known: {known})")
         connection = self.connections[name]
         params = body.get("params")
         connection.check_params(params)
@@ -143,7 +144,7 @@ class QueryManager:
 
         notebook = body.get("notebook")
         if notebook is not None and not isinstance(notebook, str):
-            raise modes.InvalidInput("notebook", "must be a notebook path")
+            raise InvalidInput("notebook", "must be a notebook path")
         kernel_id = body.get("kernel_id")
         if notebook is None and kernel_id and self.notebook_for_kernel:
             notebook = await self.notebook_for_kernel(kernel_id)
@@ -167,7 +168,7 @@ class QueryManager:
                 dialect=connection.dialect,
             )
         except TypeError as e:
-            raise modes.InvalidInput("params", str(e)) from None
+            raise InvalidInput("params", str(e)) from None
 
         record = QueryRecord(
             sql=sql,

@@ -17,19 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from jupyterhub_civis.errors import InvalidInput
+
 REPRODUCIBLE = "reproducible"
 REFRESH = "refresh"
 MODES = (REPRODUCIBLE, REFRESH)
 DELIVERABLE_MODES = {"analysis": REPRODUCIBLE, "report": REFRESH}
-
-
-class InvalidInput(ValueError):
-    """Bad request input; ``field`` names the offending field."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 def validate_mode(mode: Any, field: str = "mode") -> str | None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from jupyterhub_civis.query_cache.modes import InvalidInput
+from jupyterhub_civis.errors import InvalidInput
 
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 

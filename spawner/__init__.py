@@ -4,10 +4,11 @@
 ``CivisLocalSpawner`` runs servers as local processes.
 """
 
+from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.spawner.base import CivisSpawner, EnvironmentUnavailable, SpawnRejected
 from jupyterhub_civis.spawner.catalog import Catalog, CatalogError, Environment, parse_catalog
 from jupyterhub_civis.spawner.local import CivisLocalSpawner
-from jupyterhub_civis.spawner.options import OptionsError, Selection, parse_user_options
+from jupyterhub_civis.spawner.options import Selection, parse_user_options
 
 __all__ = [
     "Catalog",
@@ -16,7 +17,7 @@ __all__ = [
     "CivisSpawner",
     "Environment",
     "EnvironmentUnavailable",
-    "OptionsError",
+    "InvalidInput",
     "Selection",
     "SpawnRejected",
     "parse_catalog",

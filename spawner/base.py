@@ -43,10 +43,10 @@ from tornado import web
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Configurable
 
+from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.spawner.catalog import Catalog, CatalogError, Environment, parse_catalog
 from jupyterhub_civis.spawner.form import render_options_form
 from jupyterhub_civis.spawner.options import (
-    OptionsError,
     Selection,
     check_server_name,
     options_from_form,
@@ -225,7 +225,7 @@ class CivisSpawner(Configurable):
                 max_packages=self.max_packages,
                 allow_direct_references=self.allow_direct_references,
             )
-        except OptionsError as e:
+        except InvalidInput as e:
             self._restore_user_options(remembered)
             if (
                 e.field == "environment"

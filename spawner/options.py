@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from packaging.requirements import InvalidRequirement
 
+from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.spawner.catalog import Catalog
 from jupyterhub_civis.spawner.requirements import normalise_requirement
 
@@ -31,15 +32,6 @@ IMAGE_REFERENCE = re.compile(
 
 # What a named server may be called when its name becomes a folder or a pod name.
 SERVER_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})?$")
-
-
-class OptionsError(ValueError):
-    """A user option is invalid. ``field`` names it; the message says what to do."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -62,7 +54,7 @@ class Selection:
 def check_server_name(name: str) -> None:
     """Refuse server names that could escape a folder or break a resource name."""
     if name and (not SERVER_NAME.match(name) or name in {".", ".."} or ".." in name):
-        raise OptionsError(
+        raise InvalidInput(
             "server_name",
             f"{name[:80]!r} cannot be used; name servers with letters, digits, '.', '_' "
             "and '-' (at most 63 characters, starting with a letter or digit)",
@@ -81,11 +73,11 @@ def parse_user_options(
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise OptionsError("user_options", "must be a JSON object")
+        raise InvalidInput("user_options", "must be a JSON object")
     unknown = [k for k in raw if k not in OPTION_KEYS]
     if unknown:
         shown = str(unknown[0])[:40]
-        raise OptionsError(
+        raise InvalidInput(
             shown, f"unknown option {shown!r}; allowed options are {list(OPTION_KEYS)}"
         )
 
@@ -94,10 +86,10 @@ def parse_user_options(
         environment = catalog.default
     else:
         if not isinstance(name, str):
-            raise OptionsError("environment", "must be a string naming a catalog environment")
+            raise InvalidInput("environment", "must be a string naming a catalog environment")
         environment = catalog.get(name) if len(name) <= MAX_NAME_LENGTH else None
         if environment is None:
-            raise OptionsError(
+            raise InvalidInput(
                 "environment",
                 f"{name[:MAX_NAME_LENGTH]!r} is not offered here; choose one of {catalog.names()}",
             )
@@ -113,15 +105,15 @@ def _parse_image(image, allowed_images: re.Pattern | None) -> str | None:
     if image is None or image == "":
         return None
     if not isinstance(image, str):
-        raise OptionsError("image", "must be a string")
+        raise InvalidInput("image", "must be a string")
     if allowed_images is None:
-        raise OptionsError(
+        raise InvalidInput(
             "image", "custom images are disabled on this hub; choose a catalog environment"
         )
     if len(image) > MAX_IMAGE_LENGTH or not IMAGE_REFERENCE.match(image):
-        raise OptionsError("image", f"{image[:80]!r} is not a valid image reference")
+        raise InvalidInput("image", f"{image[:80]!r} is not a valid image reference")
     if not allowed_images.fullmatch(image):
-        raise OptionsError(
+        raise InvalidInput(
             "image",
             f"{image!r} is not allowed here; allowed images match {allowed_images.pattern!r}",
         )
@@ -132,21 +124,21 @@ def _parse_packages(packages, *, max_packages: int, allow_urls: bool) -> tuple[s
     if packages is None:
         return ()
     if not isinstance(packages, list):
-        raise OptionsError("packages", "must be a list of requirement strings")
+        raise InvalidInput("packages", "must be a list of requirement strings")
     if len(packages) > max_packages:
-        raise OptionsError("packages", f"at most {max_packages} packages may be added")
+        raise InvalidInput("packages", f"at most {max_packages} packages may be added")
     normalised = set()
     for index, text in enumerate(packages):
         if not isinstance(text, str):
-            raise OptionsError(f"packages[{index}]", "must be a string")
+            raise InvalidInput(f"packages[{index}]", "must be a string")
         if len(text) > MAX_REQUIREMENT_LENGTH:
-            raise OptionsError(
+            raise InvalidInput(
                 f"packages[{index}]", f"longer than {MAX_REQUIREMENT_LENGTH} characters"
             )
         try:
             normalised.add(normalise_requirement(text, allow_urls=allow_urls))
         except InvalidRequirement as e:
-            raise OptionsError(
+            raise InvalidInput(
                 f"packages[{index}]",
                 f"not a valid requirement ({str(e)[:200]}); write e.g. 'tabulate>=0.9'",
             ) from None

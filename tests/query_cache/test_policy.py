@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jupyterhub_civis import retention
+from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.query_cache import keys, modes, pins
 from jupyterhub_civis.query_cache.warehouse import Connection
 
@@ -106,10 +107,10 @@ def test_mode_resolution():
         == "refresh"
     )
     assert modes.notebook_default_mode({}) is None
-    with pytest.raises(modes.InvalidInput) as e:
+    with pytest.raises(InvalidInput) as e:
         modes.validate_mode("later")
     assert e.value.field == "mode"
-    with pytest.raises(modes.InvalidInput) as e:
+    with pytest.raises(InvalidInput) as e:
         modes.validate_max_age("10")
     assert e.value.field == "max_age"
 
