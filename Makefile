@@ -1,11 +1,12 @@
 # One-command entry points: `make demo` and `make test` (see README).
 SHELL := /bin/bash
 PYTHON ?= python3
-# JupyterHub line to run against: 6 (default) or 5 (the pair the z2jh chart ships).
+# JupyterHub line to run against: 6 (default) or 5 (the pair z2jh chart 4.4.x ships:
+# jupyterhub 5.5.0 + kubespawner 7.0.0, docs/kubernetes.md).
 JUPYTERHUB_LINE ?= 6
 ifeq ($(JUPYTERHUB_LINE),5)
 VENV ?= .venv-hub5
-PINS := "jupyterhub==5.5.0" "jupyterhub-kubespawner==7.1.0"
+PINS := "jupyterhub==5.5.0" "jupyterhub-kubespawner==7.0.0"
 else
 VENV ?= .venv
 PINS := "jupyterhub>=6.1,<7"

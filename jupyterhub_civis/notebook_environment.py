@@ -1,14 +1,21 @@
-"""Single-user server extension: record a server's environment in saved notebooks.
+"""Single-user server extension: make a server's environment visible and recorded.
 
-Enabled by the bundle's ``jupyter_server_config.d`` file. On every notebook
-save it writes ``metadata.jupyterhub_civis.environment`` = what the server
-runs (name, content id or image, packages), taken from the
-``CIVIS_ENVIRONMENT_JSON`` variable the Civis spawners set. Outside a Civis
-server the variable is absent and the hook does nothing.
+Enabled by the bundle's ``jupyter_server_config.d`` file. In a server started
+by a Civis spawner (``CIVIS_ENVIRONMENT_JSON`` is set) it
+
+- writes ``metadata.jupyterhub_civis.environment`` = what the server runs
+  (name, content id or image, packages) into every notebook saved there;
+- adds the environment to every kernel's display name, so JupyterLab's
+  launcher and kernel picker say ``Python 3 (ipykernel) · geo``;
+- sets the process title to ``jupyterhub-singleuser <user>/<server> [<environment>]``
+  so ``ps`` tells servers apart.
+
+Outside a Civis server it does nothing.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 
@@ -64,6 +71,78 @@ def record_environment(model: dict, environment: dict | None) -> None:
     metadata.setdefault("jupyterhub_civis", {})["environment"] = environment
 
 
+def environment_label(record: dict) -> str:
+    """``geo``, or ``geo + humanize, tabulate`` with the server's extra packages (names only)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    names = []
+    for text in record.get("extra_packages") or []:
+        try:
+            names.append(Requirement(text).name)
+        except InvalidRequirement:
+            names.append(text)
+    label = record.get("name") or "?"
+    return f"{label} + {', '.join(names)}" if names else label
+
+
+def labelled(display_name: str, label: str) -> str:
+    suffix = f" · {label}"
+    return display_name if display_name.endswith(suffix) else display_name + suffix
+
+
+def label_kernelspecs(kernel_spec_manager, label: str) -> None:
+    """Append `` · <label>`` to every kernel display name this server offers."""
+    get_all_specs = kernel_spec_manager.get_all_specs
+    get_kernel_spec = kernel_spec_manager.get_kernel_spec
+
+    def label_all(specs):
+        for entry in specs.values():
+            spec = entry.get("spec") or {}
+            if "display_name" in spec:
+                spec["display_name"] = labelled(spec["display_name"], label)
+        return specs
+
+    def label_one(spec):
+        spec.display_name = labelled(spec.display_name, label)
+        return spec
+
+    def all_specs():
+        return _then(get_all_specs(), label_all)
+
+    def kernel_spec(name, *args, **kwargs):
+        return _then(get_kernel_spec(name, *args, **kwargs), label_one)
+
+    kernel_spec_manager.get_all_specs = all_specs
+    kernel_spec_manager.get_kernel_spec = kernel_spec
+
+
+def _then(result, change):
+    """``change(result)``, also when ``result`` is awaitable (async kernel spec managers)."""
+    if inspect.isawaitable(result):
+
+        async def changed():
+            return change(await result)
+
+        return changed()
+    return change(result)
+
+
+def server_title(environ=os.environ, label: str = "") -> str:
+    user = environ.get("JUPYTERHUB_USER", "")
+    server = environ.get("JUPYTERHUB_SERVER_NAME", "")
+    title = f"jupyterhub-singleuser {user}/{server}" if server else f"jupyterhub-singleuser {user}"
+    return f"{title} [{label}]" if label else title
+
+
+def set_process_title(title: str) -> bool:
+    try:
+        from setproctitle import setproctitle
+    except ImportError:  # an image without it: ps shows the command line
+        return False
+    setproctitle(title)
+    return True
+
+
 def _jupyter_server_extension_points():
     return [{"module": "jupyterhub_civis.notebook_environment"}]
 
@@ -73,6 +152,9 @@ def _load_jupyter_server_extension(serverapp):
     if environment is None:
         serverapp.log.debug("jupyterhub_civis: no CIVIS_ENVIRONMENT_JSON; not recording")
         return
+    label = environment_label(json.loads(os.environ[ENV_VAR]))
+    label_kernelspecs(serverapp.kernel_spec_manager, label)
+    set_process_title(server_title(os.environ, label))
 
     podinfo_dir = os.environ.get(PODINFO_VAR)
 

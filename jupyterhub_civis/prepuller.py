@@ -21,8 +21,8 @@ import json
 import os
 import re
 
-from jupyterhub_civis.spawner.base import CivisSpawner
 from jupyterhub_civis.spawner.catalog import Catalog
+from jupyterhub_civis.spawner.kube_config import catalog_from_config
 from jupyterhub_civis.spawner.kube_policy import is_pinned, split_image
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
@@ -41,21 +41,9 @@ _SECURITY_CONTEXT = {
 _RESOURCES = {"requests": {"cpu": "0", "memory": "0"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
 
 
-def catalog_from_config(config) -> Catalog:
-    """The catalog a ``CivisKubeSpawner`` would see in a traitlets config."""
-    view = type("CivisKubeSpawner", (CivisSpawner,), {"requires_image": True})
-    known = set(CivisSpawner.class_trait_names(config=True))
-    section = config.get("CivisKubeSpawner", {})
-    own = {k: v for k, v in section.items() if k in known}
-    from traitlets.config import Config
-
-    trimmed = Config(config)
-    trimmed["CivisKubeSpawner"] = Config(own)
-    return view(config=trimmed).catalog
-
-
 def load_catalog(source: str) -> Catalog:
-    """Catalog from a jupyterhub_config.py, or from a z2jh values file's ``hub.config``."""
+    """Catalog from a jupyterhub_config.py, or from a z2jh values file (``hub.config``,
+    ``singleuser.profileList``, ``singleuser.image``)."""
     from traitlets.config import Config, PyFileConfigLoader
 
     if source.endswith((".yaml", ".yml")):
@@ -63,8 +51,15 @@ def load_catalog(source: str) -> Catalog:
 
         with open(source) as f:
             values = yaml.safe_load(f) or {}
-        hub_config = ((values.get("hub") or {}).get("config")) or {}
-        return catalog_from_config(Config(hub_config))
+        config = Config(((values.get("hub") or {}).get("config")) or {})
+        # what the chart turns into KubeSpawner settings: singleuser.profileList and .image
+        singleuser = values.get("singleuser") or {}
+        if singleuser.get("profileList"):
+            config.KubeSpawner.profile_list = singleuser["profileList"]
+        image = singleuser.get("image") or {}
+        if image.get("name"):
+            config.KubeSpawner.image = f"{image['name']}:{image.get('tag') or 'latest'}"
+        return catalog_from_config(config)
     loader = PyFileConfigLoader(os.path.basename(source), path=os.path.dirname(os.path.abspath(source)))
     return catalog_from_config(loader.load_config())
 

@@ -45,30 +45,39 @@ from traitlets.config import Configurable
 
 from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.spawner.catalog import Catalog, CatalogError, Environment, parse_catalog
-from jupyterhub_civis.spawner.form import render_options_form
+from jupyterhub_civis.spawner.form import form_message, render_options_form
 from jupyterhub_civis.spawner.options import (
+    PROFILE_KEY,
     Selection,
-    check_server_name,
+    environment_name,
     options_from_form,
+    package_lines,
     parse_user_options,
 )
+from jupyterhub_civis.spawner.refusal import refused
 
 STATE_KEY = "civis"
 
 
 class SpawnRejected(web.HTTPError):
-    """An HTTP 400 whose message reaches the user unchanged, on the API and the spawn page."""
+    """An HTTP 400 whose message reaches the user unchanged, on the API and the spawn page.
 
-    def __init__(self, message: str, status_code: int = 400):
+    ``bad_request`` (default) marks the user's input as the cause: it is
+    logged as one warning line (see ``refusal.py``). ``bad_request=False``
+    is for problems only an operator can fix, logged by JupyterHub as errors.
+    """
+
+    def __init__(self, message: str, status_code: int = 400, *, bad_request: bool = True):
         super().__init__(status_code, "%s", message)
         self.jupyterhub_message = message
+        self.bad_request = bad_request
 
 
 class EnvironmentUnavailable(SpawnRejected):
     """The chosen environment could not be made (e.g. a package build failed)."""
 
-    def __init__(self, message: str, detail: str = ""):
-        super().__init__(message)
+    def __init__(self, message: str, detail: str = "", *, bad_request: bool = True):
+        super().__init__(message, bad_request=bad_request)
         self.detail = detail
         if detail:
             from html import escape
@@ -86,6 +95,9 @@ class CivisSpawner(Configurable):
         config=True,
         help="""
         The catalog of environments users choose from, one dict per environment.
+        Empty (default): the backend's own default (the local backend: the
+        hub's Python; Kubernetes: ``KubeSpawner.profile_list`` if set, else
+        the configured ``KubeSpawner.image``).
 
         Fields:
 
@@ -153,10 +165,11 @@ class CivisSpawner(Configurable):
 
     @validate("environments")
     def _validate_environments(self, proposal):
-        try:
-            parse_catalog(proposal.value, require_image=self.requires_image)
-        except CatalogError as e:
-            raise CatalogError(f"{type(self).__name__}: {e}") from None
+        if proposal.value:
+            try:
+                parse_catalog(proposal.value, require_image=self.requires_image)
+            except CatalogError as e:
+                raise CatalogError(f"{type(self).__name__}: {e}") from None
         return proposal.value
 
     @validate("allowed_images")
@@ -174,8 +187,8 @@ class CivisSpawner(Configurable):
         # HTTPError raised here reaches the API caller and the spawn page as is.
         return lambda spawner, user_options: spawner.resolve_selection()
 
-    @default("environments")
-    def _default_environments(self):
+    def default_environments(self) -> list[dict]:
+        """The catalog when none is configured (backends override)."""
         return [
             {
                 "name": "python",
@@ -185,9 +198,26 @@ class CivisSpawner(Configurable):
             }
         ]
 
+    def extra_environments(self) -> list[Environment]:
+        """Environments from another configured source, known without awaiting (backends override)."""
+        return []
+
+    async def evaluate_extra_environments(self) -> list[Environment]:
+        """Environments from another source, evaluated for this spawn (e.g. a callable)."""
+        return self.extra_environments()
+
+    def _catalog(self, extra) -> Catalog:
+        entries = self.environments or ([] if extra else self.default_environments())
+        return parse_catalog(entries, require_image=self.requires_image, extra=extra)
+
     @property
     def catalog(self) -> Catalog:
-        return parse_catalog(self.environments, require_image=self.requires_image)
+        """The catalog as configured (sources that need evaluating per user are left out)."""
+        return self._catalog(self.extra_environments())
+
+    async def get_catalog(self) -> Catalog:
+        """The catalog this server chooses from."""
+        return self._catalog(await self.evaluate_extra_environments())
 
     @classmethod
     def check_config(cls, config) -> Catalog:
@@ -204,23 +234,25 @@ class CivisSpawner(Configurable):
     def _image_pattern(self):
         return re.compile(self.allowed_images) if self.allowed_images is not None else None
 
-    def resolve_selection(self) -> Selection:
+    async def resolve_selection(self) -> Selection:
         """Validate ``user_options`` (or reuse the remembered choice).
 
-        A failure leaves the previously remembered choice in place, in the
-        spawner state and as the stored ``user_options``, and raises HTTP 400
-        naming the field.
+        The validated choice becomes the server's remembered choice only once
+        its environment is ready (``start``). A failure leaves the remembered
+        choice in place, in the spawner state and as the stored
+        ``user_options``, and raises HTTP 400 naming the field.
         """
         raw = self.user_options
         remembered = self.selection or None
         if not raw and remembered:
             # an empty body means "start it as it was" on every JupyterHub line
             raw = dict(remembered)
+        package_line_numbers = self._form_lines_for(raw)
         try:
-            check_server_name(self.name)
+            catalog = await self.get_catalog()
             selection = parse_user_options(
                 raw,
-                self.catalog,
+                catalog,
                 allowed_images=self._image_pattern,
                 max_packages=self.max_packages,
                 allow_direct_references=self.allow_direct_references,
@@ -228,20 +260,27 @@ class CivisSpawner(Configurable):
         except InvalidInput as e:
             self._restore_user_options(remembered)
             if (
-                e.field == "environment"
+                e.field in ("environment", PROFILE_KEY)
                 and remembered
                 and isinstance(raw, dict)
-                and raw.get("environment") == remembered.get("environment")
+                and environment_name(raw) == environment_name(remembered)
             ):
-                raise SpawnRejected(
-                    f"environment: {remembered['environment']!r}, which this server used, is no "
-                    "longer offered on this hub; choose another environment on the spawn page"
+                raise self.refuse(
+                    SpawnRejected(
+                        f"environment: {environment_name(remembered)!r}, which this server "
+                        "used, is no longer offered on this hub; choose another environment "
+                        "on the spawn page"
+                    )
                 ) from None
-            raise SpawnRejected(str(e)) from None
-        self.selection = selection.to_user_options()
-        self._restore_user_options(self.selection)
-        self._resolved = selection
+            message = form_message(e, package_line_numbers) if package_line_numbers is not None else str(e)
+            raise self.refuse(SpawnRejected(message)) from None
+        self._restore_user_options(selection.to_user_options())
+        self._resolved = (selection, catalog.get(selection.environment))
         return selection
+
+    def refuse(self, rejection: SpawnRejected) -> SpawnRejected:
+        """Account for a refused request (one warning line, no phantom server); returns it."""
+        return refused(self, rejection)
 
     def _restore_user_options(self, options):
         self.user_options = dict(options) if options else {}
@@ -249,8 +288,15 @@ class CivisSpawner(Configurable):
         if orm_spawner is not None:
             orm_spawner.user_options = dict(options) if options else {}
 
-    def environment_for(self, selection: Selection) -> Environment:
-        return self.catalog.get(selection.environment)
+    def _form_lines_for(self, raw):
+        """Line numbers of the form's package lines, when ``raw`` came from the spawn form."""
+        origin, self._form_origin = getattr(self, "_form_origin", None), None
+        if origin is not None and origin[0] == raw:
+            return origin[1]
+        return None
+
+    async def environment_for(self, selection: Selection) -> Environment:
+        return (await self.get_catalog()).get(selection.environment)
 
     # ----- the spawn page -----------------------------------------------------------
 
@@ -258,15 +304,15 @@ class CivisSpawner(Configurable):
     def _default_options_form(self):
         return self._render_options_form
 
-    def _render_options_form(self, spawner=None):
+    async def _render_options_form(self, spawner=None):
         current = (
             self.selection
             or (getattr(self, "orm_spawner", None) and self.orm_spawner.user_options)
             or {}
         )
-        catalog = self.catalog
+        catalog = await self.get_catalog()
         notice = ""
-        name = current.get("environment")
+        name = environment_name(current)
         if name and catalog.get(name) is None:
             notice = (
                 f"The environment {name!r} that this server used is no longer offered. "
@@ -281,7 +327,11 @@ class CivisSpawner(Configurable):
         )
 
     def options_from_form(self, formdata):
-        return options_from_form(formdata)
+        options = options_from_form(formdata)
+        packages = (formdata.get("packages") or [""])[0]
+        # remembered for this request only, so errors can name the form's lines
+        self._form_origin = (options, [n for n, _ in package_lines(packages)])
+        return options
 
     # ----- starting -----------------------------------------------------------------
 
@@ -292,15 +342,22 @@ class CivisSpawner(Configurable):
         started = time.monotonic()
         try:
             # resolved by the apply_user_options hook, unless an operator replaced it
-            selection = getattr(self, "_resolved", None) or self.resolve_selection()
-            self._resolved = None
-            environment = self.environment_for(selection)
+            if not getattr(self, "_resolved", None):
+                await self.resolve_selection()
+            (selection, environment), self._resolved = self._resolved, None
             self.apply_resources(environment)
             self.emit_progress(f"Resolving environment {environment.display_name}", 5)
-            record = await self.prepare_environment(environment, selection, self.emit_progress)
+            try:
+                record = await self.prepare_environment(environment, selection, self.emit_progress)
+            except SpawnRejected as e:
+                # a failed build must not replace the choice the server had
+                self._restore_user_options(self.selection)
+                raise self.refuse(e) from None
             self.environment_record = record
+            self.selection = selection.to_user_options()
+            extra = f" with {', '.join(selection.packages)}" if selection.packages else ""
             self.emit_progress(
-                f"Environment {environment.display_name} ready in "
+                f"Environment {environment.display_name}{extra} ready in "
                 f"{time.monotonic() - started:.1f} s; starting the server",
                 70,
             )
@@ -410,3 +467,4 @@ class CivisSpawner(Configurable):
         # the choice is remembered across restarts; only what ran is forgotten
         super().clear_state()
         self.environment_record = {}
+

@@ -1,16 +1,25 @@
 """The admin catalog of environments: parsing and validation.
 
-Pure policy: no tornado, no JupyterHub imports. Every error message names the
-catalog entry and the field, and says what to do.
+Pure policy: no tornado, no JupyterHub imports. A catalog entry is validated
+by a pydantic model (``extra="forbid"``: a misspelt key is an error, not a
+silent default); every error message names the catalog entry and the field,
+and says what to do.
+
+Entries come from ``CivisSpawner.environments`` (the native, richer form) and,
+on Kubernetes, from KubeSpawner's ``profile_list`` (``profiles.py`` turns
+profiles into ``Environment`` objects with ``source="profile_list"``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from packaging.requirements import InvalidRequirement
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError, field_validator
 
+from jupyterhub_civis.errors import from_validation_error
 from jupyterhub_civis.spawner.requirements import normalise_requirements
 
 SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -18,22 +27,39 @@ SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 #: Spawner traits a catalog entry may set through ``resources``.
 RESOURCE_KEYS = frozenset({"cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee"})
 
-ENTRY_KEYS = frozenset(
-    {
-        "name",
-        "display_name",
-        "description",
-        "image",
-        "local_prefix",
-        "packages",
-        "resources",
-        "default",
-    }
-)
-
 
 class CatalogError(ValueError):
     """The configured catalog cannot be used; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str
+    display_name: str
+
+
+@dataclass(frozen=True)
+class UnlistedChoice:
+    """A free-text value the operator allows for an option (KubeSpawner's ``unlisted_choice``)."""
+
+    display_name: str = ""
+    display_name_in_choices: str = "Other..."
+    validation_regex: str | None = None
+    validation_message: str = ""
+
+
+@dataclass(frozen=True)
+class EnvironmentOption:
+    """A further choice inside one environment (KubeSpawner's ``profile_options``)."""
+
+    name: str
+    display_name: str
+    choices: tuple[Choice, ...] = ()
+    default: str | None = None
+    unlisted: UnlistedChoice | None = None
+
+    def choice(self, name: str) -> Choice | None:
+        return next((c for c in self.choices if c.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -42,7 +68,10 @@ class Environment:
 
     ``image`` is what container backends run; ``local_prefix`` (a Python
     environment on the hub's machine, ``None`` meaning the hub's own) plus
-    ``packages`` is what the local backend builds.
+    ``packages`` is what the local backend builds. ``source`` says where the
+    entry came from: ``"catalog"`` or ``"profile_list"`` (whose ``options``
+    are the profile's ``profile_options`` and ``override_keys`` the settings
+    its ``kubespawner_override``\ s may change).
     """
 
     name: str
@@ -53,6 +82,13 @@ class Environment:
     packages: tuple[str, ...] = ()
     resources: dict = field(default_factory=dict)
     default: bool = False
+    options: tuple[EnvironmentOption, ...] = ()
+    source: str = "catalog"
+    #: spawner settings a profile_list entry may override (its own and its options')
+    override_keys: tuple[str, ...] = ()
+
+    def option(self, name: str) -> EnvironmentOption | None:
+        return next((o for o in self.options if o.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -70,32 +106,132 @@ class Catalog:
         return [env.name for env in self.environments]
 
 
-def parse_catalog(entries, *, require_image: bool = False) -> Catalog:
+class CatalogEntry(BaseModel):
+    """One dict of ``CivisSpawner.environments``, as the operator writes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    display_name: StrictStr | None = None
+    description: StrictStr | None = None
+    image: StrictStr | None = None
+    local_prefix: StrictStr | None = None
+    packages: list[StrictStr] | tuple[StrictStr, ...] = ()
+    resources: dict[StrictStr, Any] = {}
+    default: StrictBool = False
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, name: str) -> str:
+        if not SLUG.match(name):
+            raise ValueError(
+                f"{name!r} is not a slug; use 1-63 lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit (e.g. 'python-ml')"
+            )
+        return name
+
+    @field_validator("packages")
+    @classmethod
+    def _requirements(cls, packages) -> tuple[str, ...]:
+        try:
+            return normalise_requirements(packages)
+        except InvalidRequirement as e:
+            raise ValueError(str(e).splitlines()[0]) from None
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, resources: dict) -> dict:
+        unknown = sorted(set(resources) - RESOURCE_KEYS)
+        if unknown:
+            raise ValueError(f"unknown resource(s) {unknown}; allowed: {sorted(RESOURCE_KEYS)}")
+        return resources
+
+
+_MESSAGES = {
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "dict_type": "must be a dict",
+    "list_type": "must be a list of requirement strings",
+    "tuple_type": "must be a list of requirement strings",
+    "missing": "is required",
+}
+
+
+def _describe(error: dict) -> str | None:
+    if error["loc"] and error["loc"][0] == "packages" and error["type"] in ("list_type", "tuple_type"):
+        return _MESSAGES["list_type"]
+    return _MESSAGES.get(error["type"])
+
+
+def parse_entry(index: int, entry, *, require_image: bool = False) -> Environment:
+    """Validate one catalog dict; ``index`` names it until its name is known."""
+    if not isinstance(entry, dict):
+        raise CatalogError(
+            f"CivisSpawner.environments[{index}] must be a dict, got {type(entry).__name__}"
+        )
+    name = entry.get("name")
+    where = (
+        f"CivisSpawner.environments[{name!r}]"
+        if isinstance(name, str) and SLUG.match(name)
+        else f"CivisSpawner.environments[{index}]"
+    )
+    try:
+        model = CatalogEntry.model_validate(entry)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        if first["type"] == "extra_forbidden":
+            unknown = sorted(set(entry) - set(CatalogEntry.model_fields))
+            raise CatalogError(
+                f"{where}: unknown field(s) {unknown}; allowed: {sorted(CatalogEntry.model_fields)}"
+            ) from None
+        raise CatalogError(f"{where}: {from_validation_error(e, describe=_describe)}") from None
+    if require_image and not model.image:
+        raise CatalogError(
+            f"{where}: this backend runs containers, so every environment needs an "
+            '"image" (e.g. "quay.io/jupyter/scipy-notebook:2024-10-07")'
+        )
+    return Environment(
+        name=model.name,
+        display_name=model.display_name or model.name,
+        description=model.description or "",
+        image=model.image or None,
+        local_prefix=model.local_prefix or None,
+        packages=model.packages,
+        resources=dict(model.resources),
+        default=model.default,
+    )
+
+
+def parse_catalog(entries, *, require_image: bool = False, extra=()) -> Catalog:
     """Validate the configured list of environment dicts and build a Catalog.
 
     ``require_image`` is set by container backends, which cannot run an
-    environment that has no image.
+    environment that has no image. ``extra`` are environments from another
+    source (KubeSpawner's ``profile_list``), appended after the native ones;
+    names must be unique across both and exactly one environment is the
+    default (with a single environment, it is).
     """
-    if not isinstance(entries, (list, tuple)) or not entries:
+    if not isinstance(entries, (list, tuple)) or (not entries and not extra):
         raise CatalogError(
             "CivisSpawner.environments must be a non-empty list of environment dicts, "
             'e.g. [{"name": "python", "display_name": "Python", "default": True}]'
         )
-    environments = []
+    environments = [
+        parse_entry(index, entry, require_image=require_image) for index, entry in enumerate(entries)
+    ]
+    environments.extend(extra)
     seen = set()
-    for index, entry in enumerate(entries):
-        env = _parse_entry(index, entry, require_image=require_image)
+    for env in environments:
         if env.name in seen:
             raise CatalogError(
-                f"CivisSpawner.environments: the name {env.name!r} is used twice; "
-                "every environment needs its own name"
+                f"CivisSpawner.environments: the name {env.name!r} is used twice "
+                "(profile_list slugs count too); every environment needs its own name"
             )
         seen.add(env.name)
-        environments.append(env)
 
     defaults = [env.name for env in environments if env.default]
     if len(environments) == 1 and not defaults:
-        environments[0] = _with_default(environments[0])
+        environments[0] = replace(environments[0], default=True)
     elif not defaults:
         raise CatalogError(
             'CivisSpawner.environments: no environment has "default": True; '
@@ -106,67 +242,3 @@ def parse_catalog(entries, *, require_image: bool = False) -> Catalog:
             f"CivisSpawner.environments: {defaults} are all marked default; keep exactly one"
         )
     return Catalog(tuple(environments))
-
-
-def _with_default(env: Environment) -> Environment:
-    return Environment(**{**env.__dict__, "default": True})
-
-
-def _parse_entry(index: int, entry, *, require_image: bool) -> Environment:
-    where = f"CivisSpawner.environments[{index}]"
-    if not isinstance(entry, dict):
-        raise CatalogError(f"{where} must be a dict, got {type(entry).__name__}")
-    unknown = sorted(set(entry) - ENTRY_KEYS)
-    if unknown:
-        raise CatalogError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(ENTRY_KEYS)}")
-
-    name = entry.get("name")
-    if not isinstance(name, str) or not SLUG.match(name):
-        raise CatalogError(
-            f"{where}: name {name!r} is not a slug; use 1-63 lowercase letters, digits "
-            "and '-', starting and ending with a letter or digit (e.g. 'python-ml')"
-        )
-    where = f"CivisSpawner.environments[{name!r}]"
-
-    for key in ("display_name", "description", "image", "local_prefix"):
-        value = entry.get(key)
-        if value is not None and not isinstance(value, str):
-            raise CatalogError(f"{where}: {key} must be a string")
-    image = entry.get("image") or None
-    if require_image and not image:
-        raise CatalogError(
-            f"{where}: this backend runs containers, so every environment needs an "
-            '"image" (e.g. "quay.io/jupyter/scipy-notebook:2024-10-07")'
-        )
-
-    packages = entry.get("packages", [])
-    if not isinstance(packages, (list, tuple)) or not all(isinstance(p, str) for p in packages):
-        raise CatalogError(f"{where}: packages must be a list of requirement strings")
-    try:
-        packages = normalise_requirements(packages)
-    except InvalidRequirement as e:
-        raise CatalogError(f"{where}: packages: {e}") from None
-
-    resources = entry.get("resources", {})
-    if not isinstance(resources, dict):
-        raise CatalogError(f"{where}: resources must be a dict")
-    unknown = sorted(set(resources) - RESOURCE_KEYS)
-    if unknown:
-        raise CatalogError(
-            f"{where}: unknown resource(s) {unknown}; allowed: {sorted(RESOURCE_KEYS)}"
-        )
-
-    default = entry.get("default", False)
-    if not isinstance(default, bool):
-        raise CatalogError(f"{where}: default must be true or false")
-
-    return Environment(
-        name=name,
-        display_name=entry.get("display_name") or name,
-        description=entry.get("description") or "",
-        image=image,
-        local_prefix=entry.get("local_prefix") or None,
-        packages=packages,
-        resources=dict(resources),
-        default=default,
-    )

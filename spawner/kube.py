@@ -8,8 +8,12 @@ uses only its extension points:
 - ``apply_resources`` (the mixin's) sets image resources and merges the
   environment's pod settings (``environment_pod_settings``) into what the
   chart configured — dicts merged, lists extended, never replaced;
-- ``prepare_environment`` picks the image and its pull policy;
-- ``load_user_options`` is replaced: the catalog, not ``profile_list``, chooses;
+- ``prepare_environment`` applies a ``profile_list`` profile (through
+  KubeSpawner's own ``load_user_options``), then picks the image and its
+  pull policy;
+- the catalog reads ``profile_list`` (list, dict or callable) as a source of
+  environments (``profiles.py``), so ``{"profile": "slug", …}`` requests and
+  forms written for KubeSpawner keep working;
 - ``get_pod_manifest`` adds a few annotations, the pod-info volume and, when
   enabled, the init container that installs extra packages;
 - ``progress`` rewrites KubeSpawner's relayed pod events as plain sentences;
@@ -26,6 +30,7 @@ import copy
 import shlex
 import time
 
+from jupyterhub.utils import maybe_future
 from kubernetes_asyncio.client import models as k8s
 from kubespawner import KubeSpawner
 from prometheus_client import Histogram
@@ -33,7 +38,8 @@ from traitlets import Bool, Dict, Enum, List, Unicode
 from traitlets.config import Config
 
 from jupyterhub_civis.spawner.base import CivisSpawner, SpawnRejected
-from jupyterhub_civis.spawner.catalog import Catalog
+from jupyterhub_civis.spawner.catalog import Catalog, CatalogError
+from jupyterhub_civis.spawner.kube_config import default_environment, settings_view
 from jupyterhub_civis.spawner.kube_policy import (
     MUTABLE_TAGS,
     POD_SETTING_KINDS,
@@ -49,6 +55,7 @@ from jupyterhub_civis.spawner.kube_policy import (
     pull_policy_for,
     storage_plan,
 )
+from jupyterhub_civis.spawner.profiles import environments_from_profiles
 from jupyterhub_civis.spawner.requirements import environment_id
 
 #: Annotation keys on every pod this spawner makes.
@@ -215,6 +222,8 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
         super().__init__(*args, **kwargs)
         self._apply_storage_policy()
         self._configured = {name: copy.deepcopy(getattr(self, name)) for name in _PER_START_TRAITS}
+        self._overridden: set[str] = set()  # traits the last applied profile changed
+        self._choice_applied = False  # prepare_environment ran for the current start
         if not CivisKubeSpawner._warned_mutable:
             CivisKubeSpawner._warned_mutable = True
             for warning in self.image_warnings(self.catalog):
@@ -226,13 +235,7 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
     def settings_view(cls, config: Config):
         """The Civis settings of ``config`` as this class would see them, without
         connecting to Kubernetes (KubeSpawner's constructor loads a kubeconfig)."""
-        view = type(cls.__name__, (CivisSpawner,), {"requires_image": True})
-        known = set(CivisSpawner.class_trait_names(config=True))
-        config = copy.deepcopy(config)
-        section = config.get(cls.__name__, {})
-        for key in [k for k in section if k not in known]:
-            del section[key]  # Kubernetes settings: read by check_config itself
-        return view(config=config)
+        return settings_view(config)
 
     @classmethod
     def check_config(cls, config) -> Catalog:
@@ -245,8 +248,6 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
         if own.get("extra_packages", "reject") == "reject":
             with_packages = [env.name for env in catalog.environments if env.packages]
             if with_packages:
-                from jupyterhub_civis.spawner.catalog import CatalogError
-
                 raise CatalogError(
                     f"CivisSpawner.environments {with_packages}: catalog packages need "
                     'c.CivisKubeSpawner.extra_packages = "install-on-start" on Kubernetes, '
@@ -284,26 +285,77 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
         for warning in plan.warnings:
             self.log.warning("CivisKubeSpawner: %s", warning)
 
-    # ----- choosing: the catalog replaces profile_list --------------------------------
+    # ----- choosing: the catalog, with profile_list as one of its sources ---------------
+
+    def default_environments(self) -> list[dict]:
+        return default_environment(self._configured.get("image", self.image))
+
+    def extra_environments(self):
+        if callable(self.profile_list):
+            return []
+        return self._profile_environments(self.profile_list)
+
+    async def evaluate_extra_environments(self):
+        profile_list = self.profile_list
+        if callable(profile_list):
+            profile_list = await maybe_future(profile_list(self))
+        return self._profile_environments(profile_list)
+
+    def _profile_environments(self, profile_list):
+        return environments_from_profiles(
+            profile_list,
+            default_image=self._configured.get("image", self.image),
+            auto_default=not self.environments,
+        )
 
     async def load_user_options(self):
-        """The environment layer already applied ``user_options``; ``profile_list`` is not used."""
-        if self.profile_list:
-            self.log.warning(
-                "CivisKubeSpawner ignores KubeSpawner.profile_list (z2jh singleuser.profileList); "
-                "offer choices with c.CivisSpawner.environments instead"
-            )
+        """Apply the server's choice as KubeSpawner would (``KubeSpawner.start`` calls this).
+
+        Within a start the environment layer has applied it already. Called on
+        its own (hooks, code written for KubeSpawner) it validates
+        ``user_options`` and applies the environment, profile overrides included.
+        """
+        if self._choice_applied:
+            self._choice_applied = False
+            return
+        await self.resolve_selection()
+        selection, environment = self._resolved
+        self.apply_resources(environment)
+        await self._apply_profile(environment, selection)
+
+    async def _apply_profile(self, environment, selection) -> None:
+        """A profile's ``kubespawner_override`` and its options', applied by KubeSpawner itself."""
+        if environment.source != "profile_list":
+            return
+        names = [name for name in environment.override_keys if self.has_trait(name)]
+        before = {name: copy.deepcopy(getattr(self, name)) for name in names}
+        requested = self.user_options
+        self.user_options = selection.profile_options()
+        try:
+            await KubeSpawner.load_user_options(self)
+        except ValueError as e:  # a callable profile_list may change between validation and now
+            raise self.refuse(SpawnRejected(f"profile: {e}")) from None
+        finally:
+            self.user_options = requested
+        for name in names:
+            if getattr(self, name) != before[name]:
+                self._configured.setdefault(name, before[name])
+                self._overridden.add(name)
 
     def apply_resources(self, environment) -> None:
-        for name, value in self._configured.items():
-            setattr(self, name, copy.deepcopy(value))
+        for name in {*_PER_START_TRAITS, *self._overridden}:
+            setattr(self, name, copy.deepcopy(self._configured[name]))
+        self._overridden = set()
         super().apply_resources(environment)
         for key, value in (self.environment_pod_settings.get(environment.name) or {}).items():
             setattr(self, key, merge_value(getattr(self, key), value))
 
     async def prepare_environment(self, environment, selection, emit) -> dict:
         started = time.monotonic()
-        image = selection.image or environment.image
+        await self._apply_profile(environment, selection)
+        image = selection.image or (
+            self.image if environment.source == "profile_list" else environment.image
+        )
         packages = tuple(sorted(set(environment.packages) | set(selection.packages)))
         if packages and self.extra_packages == "reject":
             raise SpawnRejected(
@@ -313,7 +365,7 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
             )
         self.image = image
         self.image_pull_policy = pull_policy_for(
-            image, self._configured["image_pull_policy"], frozenset(self.mutable_image_tags)
+            image, self.image_pull_policy, frozenset(self.mutable_image_tags)
         )
         self._packages = packages
         if is_pinned(image, frozenset(self.mutable_image_tags)):
@@ -323,6 +375,7 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
         if packages:
             emit(f"Packages {', '.join(packages)} will be installed when the pod starts", 12)
         self._environment_seconds = time.monotonic() - started
+        self._choice_applied = True
         return {
             "name": environment.name,
             "id": environment_id(image, packages),
@@ -419,6 +472,7 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
     async def start(self):
         requested = time.monotonic()
         self._environment_seconds = None
+        self._choice_applied = False
         url = await super().start()
         try:
             await self._after_running(time.monotonic() - requested)
@@ -467,3 +521,4 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
             if raw:
                 event = {**event, "message": describe_event(raw)}
             yield event
+

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import sys
 from importlib.resources import files
 
@@ -17,6 +16,7 @@ from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import Bool, Float, Unicode, default
 
 from jupyterhub_civis.spawner.base import CivisSpawner, EnvironmentUnavailable, SpawnRejected
+from jupyterhub_civis.spawner.names import is_safe_name, safe_name
 from jupyterhub_civis.spawner.preload import PreloadedStart
 from jupyterhub_civis.spawner.requirements import environment_id
 from jupyterhub_civis.spawner.venv_builder import (
@@ -26,15 +26,21 @@ from jupyterhub_civis.spawner.venv_builder import (
     interpreter,
 )
 
-_SAFE_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _builders: dict[tuple[str, float], LayeredVenvBuilder] = {}
 
 
-def folder_name(name: str) -> str:
-    """A folder name for a user or server name that cannot escape its parent."""
-    if _SAFE_FOLDER.match(name) and ".." not in name:
-        return name
+def _legacy_folder_name(name: str) -> str:
+    # before 0.2 unsafe names (e.g. e-mail user names) became "_<hash>"; such folders are kept
     return "_" + hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def folder_name(root: str, name: str) -> str:
+    """The folder under ``root`` for a user or server name (``names.safe_name``);
+    ``_default`` for the default server (no safe name starts with ``_``)."""
+    legacy = _legacy_folder_name(name or "_default")
+    if not is_safe_name(name) and os.path.isdir(os.path.join(root, legacy)):
+        return legacy
+    return safe_name(name) if name else "_default"
 
 
 def _bundle_jupyter_config() -> str:
@@ -54,6 +60,8 @@ class CivisLocalSpawner(CivisSpawner, PreloadedStart, SimpleLocalProcessSpawner)
         help="""
         Folder holding each server's working folder, laid out as
         ``<servers_root>/<user>/<server>`` (the default server uses ``_default``).
+        Names that are not safe as folder names (``$p~c|a! ch@rs``) become
+        ``<slug>---<hash>`` (see ``jupyterhub_civis.spawner.names``).
         Default: ``civis-servers`` in the hub's working directory.
         """,
     )
@@ -111,9 +119,8 @@ class CivisLocalSpawner(CivisSpawner, PreloadedStart, SimpleLocalProcessSpawner)
 
     @default("home_dir")
     def _default_home_dir(self):
-        return os.path.join(
-            self.servers_root, folder_name(self.user.name), folder_name(self.name or "_default")
-        )
+        user_folder = os.path.join(self.servers_root, folder_name(self.servers_root, self.user.name))
+        return os.path.join(user_folder, folder_name(user_folder, self.name))
 
     @property
     def builder(self) -> LayeredVenvBuilder:
@@ -131,7 +138,8 @@ class CivisLocalSpawner(CivisSpawner, PreloadedStart, SimpleLocalProcessSpawner)
         if not os.access(interpreter(base), os.X_OK):
             raise EnvironmentUnavailable(
                 f"environment: {environment.name!r} is misconfigured on this hub "
-                "(its local_prefix has no bin/python); tell your hub administrator"
+                "(its local_prefix has no bin/python); tell your hub administrator",
+                bad_request=False,
             )
         requirements = tuple(sorted(set(environment.packages) | set(selection.packages)))
         if requirements:

@@ -79,6 +79,7 @@ def _become_server(request: dict, zygote_path0: str) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.clear()
     os.environ.update(request["env"])
+    _title_as_server()
     os.chdir(request["cwd"])
     if sys.path and sys.path[0] == zygote_path0:
         sys.path[0] = os.getcwd()  # as `python -m` run in the server's folder
@@ -96,6 +97,22 @@ def _become_server(request: dict, zygote_path0: str) -> int:
             code = 1
     atexit._run_exitfuncs()
     return code
+
+
+def _title_as_server() -> None:
+    """``ps`` shows the server (user/name, environment), not the zygote's command line."""
+    from jupyterhub_civis.notebook_environment import (
+        ENV_VAR,
+        environment_label,
+        server_title,
+        set_process_title,
+    )
+
+    try:
+        label = environment_label(json.loads(os.environ.get(ENV_VAR) or "{}"))
+    except ValueError:
+        label = ""
+    set_process_title(server_title(os.environ, label if label != "?" else ""))
 
 
 def _fork_server(request: dict, sock: socket.socket, zygote_path0: str) -> int:
@@ -142,6 +159,9 @@ def zygote_main(argv=None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hub stops us by closing the socket
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished servers
     zygote_path0 = sys.path[0] if sys.path else ""
+    from jupyterhub_civis.notebook_environment import set_process_title
+
+    set_process_title(f"jupyterhub-civis preload {sys.prefix} (hub {args.hub_pid})")
     for name in PRELOAD:
         try:
             importlib.import_module(name)

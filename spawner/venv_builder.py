@@ -2,7 +2,16 @@
 
 A built environment is a relocatable venv whose site-packages links the base
 environment's site-packages through a ``.pth`` file, plus the requested
-packages installed with ``uv``. It lives at ``<root>/<environment id>``:
+packages installed with ``uv``. It lives at ``<root>/<environment id>``.
+
+Only what the base lacks goes into the layer: the requirements are resolved
+(``uv pip compile``) with every base package the user did not name pinned to
+the base's version, and of the result only the distributions the base does not
+already have at that version are installed (``--no-deps``). A requested
+package the base has at a fitting version installs nothing; naming a package
+with a version the base does not have puts that version in the layer, where
+it takes precedence over the base's. A layer is
+
 
 * built once: a finished environment is reused by every server asking for it;
 * single-flight: concurrent requests for the same id share one build;
@@ -25,6 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from jupyterhub_civis.spawner.requirements import environment_id
 
@@ -63,6 +75,53 @@ def base_fingerprint(prefix: str) -> str:
         if os.path.isdir(folder):
             dists.extend(n for n in os.listdir(folder) if n.endswith(".dist-info"))
     return json.dumps({"prefix": real, "dists": sorted(dists)})
+
+
+def base_distributions(prefix: str) -> dict[str, str]:
+    """``{canonical name: version}`` of the distributions installed in a base environment."""
+    found = {}
+    for folder in _site_packages(interpreter(os.path.realpath(prefix))):
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.listdir(folder):
+            if entry.endswith(".dist-info") and "-" in entry:
+                name, _, version = entry[: -len(".dist-info")].partition("-")
+                found[canonicalize_name(name)] = version
+    return found
+
+
+def layer_plan(requirements, base: dict[str, str]) -> tuple[list[str], list[str]]:
+    """``(to resolve, base pins)`` for a layer: requirements the base does not satisfy, and
+    ``name==version`` constraints for every base package the user did not ask to change.
+
+    Pure: ``base`` is ``base_distributions``. A requirement the base satisfies
+    (name present, version within the specifier, no extras) is dropped and
+    its base version pinned.
+    """
+    wanted, named = [], set()
+    for text in requirements:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        have = base.get(name)
+        if have is not None and not req.extras and not req.url and req.specifier.contains(have, prereleases=True):
+            continue
+        named.add(name)
+        wanted.append(text)
+    pins = [f"{name}=={version}" for name, version in sorted(base.items()) if name not in named]
+    return wanted, pins
+
+
+def missing_from_base(resolved: list[str], base: dict[str, str]) -> list[str]:
+    """Lines ``name==version`` of a resolution that the base does not already provide."""
+    missing = []
+    for line in resolved:
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        name, _, version = line.partition("==")
+        if base.get(canonicalize_name(name.split("[", 1)[0].strip())) != version.split(";", 1)[0].strip():
+            missing.append(line)
+    return missing
 
 
 @dataclass
@@ -154,18 +213,7 @@ class LayeredVenvBuilder:
                 "".join(f"import site; site.addsitedir({p!r})\n" for p in base_paths)
             )
             if requirements:
-                build.emit(f"Installing {', '.join(requirements)}")
-                await self._run(
-                    [
-                        self.uv,
-                        "pip",
-                        "install",
-                        "--python",
-                        str(venv / "bin" / "python"),
-                        *requirements,
-                    ],
-                    sink,
-                )
+                await self._install_missing(venv, base_python, requirements, workdir, build, sink)
             (venv / MARKER).write_text(
                 json.dumps(
                     {
@@ -197,6 +245,30 @@ class LayeredVenvBuilder:
             ) from None
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+    async def _install_missing(self, venv, base_python, requirements, workdir, build, sink):
+        """Install what ``requirements`` need beyond the base (see the module docstring)."""
+        base = await asyncio.to_thread(base_distributions, os.path.dirname(os.path.dirname(base_python)))
+        wanted, pins = layer_plan(requirements, base)
+        if not wanted:
+            build.emit(f"{', '.join(requirements)}: already in the base environment")
+            return
+        python = str(venv / "bin" / "python")
+        (workdir / "requirements.in").write_text("\n".join(wanted) + "\n")
+        (workdir / "base.txt").write_text("\n".join(pins) + "\n")
+        build.emit(f"Resolving {', '.join(wanted)} against the base environment")
+        resolved = workdir / "resolved.txt"
+        await self._run(
+            [self.uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate",
+             "--python", python, "--constraint", str(workdir / "base.txt"),
+             "--output-file", str(resolved), str(workdir / "requirements.in")],
+            sink,
+        )
+        missing = missing_from_base(resolved.read_text().splitlines(), base)
+        build.emit(f"Installing {', '.join(missing)}")
+        await self._run(
+            [self.uv, "pip", "install", "--no-deps", "--python", python, *missing], sink
+        )
 
     async def _run(self, cmd: list[str], sink: LineSink) -> None:
         env = {**os.environ, "UV_NO_PROGRESS": "1", "NO_COLOR": "1"}

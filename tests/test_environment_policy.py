@@ -9,9 +9,9 @@ import pytest
 from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.spawner.catalog import CatalogError, parse_catalog
 from jupyterhub_civis.spawner.form import render_options_form
+from jupyterhub_civis.spawner.names import is_safe_name, safe_name
 from jupyterhub_civis.spawner.options import (
     Selection,
-    check_server_name,
     options_from_form,
     parse_user_options,
 )
@@ -47,9 +47,11 @@ CATALOG = parse_catalog(
         ([{"name": "a", "default": True}, {"name": "b", "default": True}], "keep exactly one"),
         ([{"name": "a", "imgae": "x"}], "unknown field(s) ['imgae']"),
         ([{"name": "a", "packages": "numpy"}], "list of requirement strings"),
-        ([{"name": "a", "packages": ["numpy >>> 1"]}], "packages:"),
+        ([{"name": "a", "packages": ["numpy >>> 1"]}], "packages: Expected"),
         ([{"name": "a", "resources": {"gpu": 1}}], "unknown resource(s) ['gpu']"),
-        ([{"name": "a", "default": "yes"}], "default must be true or false"),
+        ([{"name": "a", "default": "yes"}], "default: must be true or false"),
+        ([{"name": "a", "image": 5}], "image: must be a string"),
+        ([{"name": "a", "resources": []}], "resources: must be a dict"),
     ],
 )
 def test_catalog_errors_are_actionable(entries, message):
@@ -134,16 +136,30 @@ def test_direct_references_only_when_the_operator_allows_them():
     assert selection.packages == ("pkg @ https://files.example.com/pkg-1.0-py3-none-any.whl",)
 
 
-@pytest.mark.parametrize("name", ["..", "a/b", "../x", "a..b", " a", "a" * 64, "_x"])
-def test_server_names_that_could_escape_a_folder_are_refused(name):
-    with pytest.raises(InvalidInput) as e:
-        check_server_name(name)
-    assert e.value.field == "server_name"
+@pytest.mark.parametrize("name", ["analysis", "Q3-report", "a.b_c", "x" * 63])
+def test_ordinary_names_are_their_own_folder_names(name):
+    assert safe_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "analysis", "Q3-report", "a.b_c"])
-def test_ordinary_server_names_pass(name):
-    check_server_name(name)
+@pytest.mark.parametrize(
+    "name",
+    ["$p~c|a! ch@rs", "hash#?question", "..", "a/b", "../x", "a..b", " a", "a" * 64, "_x",
+     "x---y", "Ünïcødé", "😀", "a\x00b"],
+)
+def test_any_other_name_gets_a_slug_and_a_hash(name):
+    derived = safe_name(name)
+    assert re.fullmatch(r"[a-z0-9-]{1,40}---[0-9a-f]{8}", derived), derived
+    assert is_safe_name(derived) is False  # "---" marks derived names: no name maps onto one
+    assert safe_name(name) == derived  # stable
+    assert "/" not in derived and ".." not in derived
+
+
+def test_derived_names_are_readable_and_distinct():
+    assert safe_name("$p~c|a! ch@rs").startswith("p-c-a-ch-rs---")
+    assert safe_name("hash#?question").startswith("hash-question---")
+    names = ["$p~c|a! ch@rs", "$P~C|A! CH@RS", "p-c-a-ch-rs", "hash#?question", "hash??question"]
+    assert len({safe_name(n) for n in names}) == len(names)
+    assert safe_name(safe_name("$p~c|a! ch@rs")) != safe_name("$p~c|a! ch@rs")
 
 
 def test_form_fields_become_user_options():
@@ -183,7 +199,7 @@ def test_form_preselects_the_current_environment_and_escapes_text():
     html = render_options_form(
         catalog, {"environment": "evil", "packages": ["a"]}, allow_custom_image=False
     )
-    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)" in html
     assert re.search(r'value="evil"\s+required\s+checked', html)
     assert 'name="image"' not in html
     assert ">a</textarea>" in html
@@ -200,4 +216,4 @@ def test_form_with_a_removed_environment_asks_to_choose_again():
         CATALOG, {"environment": "gone"}, allow_custom_image=False, notice="choose again"
     )
     assert "choose again" in html
-    assert "checked" not in html
+    assert not re.search(r"\schecked[\s>]", html)

@@ -126,13 +126,11 @@ def make_spawner(config: Config | None = None, *, user="alice", server="work", u
 
 async def pod_for(spawner) -> dict:
     """Run the spawn steps before the API call and return the pod KubeSpawner would create."""
-    hook = spawner.apply_user_options
-    hook(spawner, spawner.user_options)
-    selection = spawner._resolved
-    environment = spawner.environment_for(selection)
+    await spawner.apply_user_options(spawner, spawner.user_options)
+    (selection, environment), spawner._resolved = spawner._resolved, None
     spawner.apply_resources(environment)
     spawner.environment_record = await spawner.prepare_environment(environment, selection, lambda *a: None)
-    await spawner.load_user_options()
+    await spawner.load_user_options()  # as KubeSpawner.start() calls it
     pod = await spawner.get_pod_manifest()
     if spawner.modify_pod_hook:
         pod = spawner.modify_pod_hook(spawner, pod)

@@ -186,14 +186,17 @@ async def test_extra_packages_install_on_start(on_home):
     assert spawner.environment_record["extra_packages"] == ["tabulate==0.9.0"]
 
 
-async def test_profile_list_is_ignored():
+async def test_a_profile_applies_only_to_its_own_environment():
     config = chart_config()
     config.KubeSpawner.profile_list = [
-        {"display_name": "evil", "slug": "evil", "default": True,
-         "kubespawner_override": {"image": "evil/miner:1", "privileged": True}}]
+        {"display_name": "Privileged", "slug": "privileged",
+         "kubespawner_override": {"image": "team/admin:1", "privileged": True}}]
     pod = await pod_for(make_spawner(config, user_options={"environment": "python"}))
     assert notebook(pod)["image"] == CATALOG[0]["image"]
     assert "privileged" not in notebook(pod)["securityContext"]
+    config.KubeSpawner.profile_list[0]["default"] = True  # a second default is a config error
+    with pytest.raises(CatalogError, match="are all marked default"):
+        await pod_for(make_spawner(config, user_options={"environment": "python"}))
 
 
 # ----- hostile user_options ----------------------------------------------------------------
@@ -254,7 +257,7 @@ async def outcome(options):
     spawner = make_spawner(config, user_options={})
     spawner.user_options = options
     try:
-        return await pod_for(spawner), spawner.selection["environment"]
+        return await pod_for(spawner), spawner.environment_record["name"]
     except SpawnRejected as e:
         assert e.status_code == 400 and e.jupyterhub_message
         return None, None
