@@ -62,14 +62,19 @@ class RefusalLogFilter(logging.Filter):
         return not any(now - at < QUIET_SECONDS and text in message for at, text in self._recent)
 
 
-def log_filter(log: logging.Logger) -> RefusalLogFilter:
-    """The filter on ``log`` (the hub's logger), installed once."""
-    for existing in log.filters:
-        if isinstance(existing, RefusalLogFilter):
-            return existing
-    installed = RefusalLogFilter()
-    log.addFilter(installed)
-    return installed
+_filter = RefusalLogFilter()
+
+
+def log_filter(*logs: logging.Logger) -> RefusalLogFilter:
+    """The one filter, installed on each of ``logs`` once.
+
+    JupyterHub writes through its own logger (handlers, spawners) and through
+    Tornado's ``app_log`` (``User``), which it renames to look the same.
+    """
+    for log in logs:
+        if _filter not in log.filters:
+            log.addFilter(_filter)
+    return _filter
 
 
 def refused(spawner, refusal: BaseException) -> BaseException:
@@ -80,9 +85,13 @@ def refused(spawner, refusal: BaseException) -> BaseException:
     """
     if not getattr(refusal, "bad_request", False):
         return refusal
+    from tornado.log import app_log
+
     spawner.log.warning("Refused to start %s: %s", spawner._log_name, _first_line(refusal))
-    log_filter(spawner.log).remember(refusal)
     handler = getattr(spawner, "handler", None)
+    handler_log = getattr(handler, "log", None)
+    logs = [spawner.log, app_log] + ([handler_log] if isinstance(handler_log, logging.Logger) else [])
+    log_filter(*logs).remember(refusal)
     settings = getattr(handler, "settings", None)
     if isinstance(settings, dict):
         # JupyterHub adds one when this spawn fails: a refusal is not a failed spawn

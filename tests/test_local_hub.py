@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import re
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -194,7 +195,10 @@ def test_failing_package_build_reports_the_installer_error_and_leaves_nothing(hu
     assert not [b for b in built if any(missing in req for req in b["requirements"])]
     assert not [p for p in processes_under(environments) if "uv" in p]
     model = hub.server(user, "nb")
-    assert not model["ready"] and not model["pending"]
+    if r.status_code == 400:  # refused in answer to the request that created it: no entry stays
+        assert model is None, model
+    else:  # answered 202 first: the entry stays, so the spawn page can show the failure
+        assert not model["ready"] and not model["pending"]
 
 
 def test_removed_environment_asks_the_user_to_choose_again(tmp_path):
@@ -222,7 +226,7 @@ def test_removed_environment_asks_the_user_to_choose_again(tmp_path):
         page = session.get(f"{second.url}/hub/spawn/{user}/old", timeout=30)
         assert page.status_code == 200
         assert "no longer offered" in page.text
-        assert "checked" not in page.text
+        assert not re.search(r"\schecked[\s>]", page.text)
         r = second.start(user, "old", {"environment": "python"})
         assert r.status_code in (201, 202)
         second.wait_ready(user, "old")
@@ -245,3 +249,161 @@ def test_spawn_progress_shows_environment_steps_and_live_build_lines(hub):
     assert events[-1].get("ready") is True, events[-1]
     progress = [e["progress"] for e in events if "progress" in e]
     assert progress == sorted(progress), progress
+
+
+# ----- issue 13: names, phantom servers, the remembered choice, visible environments -------
+
+ODD_NAMES = ["$p~c|a! ch@rs", "hash#?question"]
+
+
+def _add_servers_to_database(db_file, user: str, names) -> None:
+    """Named servers as a hub that accepted their names left them (JupyterHub 5 did)."""
+    from jupyterhub import orm
+
+    session = orm.new_session_factory(f"sqlite:///{db_file}")()
+    orm_user = session.query(orm.User).filter_by(name=user).one()
+    for name in names:
+        session.add(orm.Spawner(user=orm_user, name=name))
+    session.commit()
+    session.close()
+
+
+def test_any_server_name_jupyterhub_accepts_works(tmp_path):
+    from jupyterhub_civis.spawner.names import safe_name
+
+    # JupyterHub 6 refuses such names for new servers; those created before it start
+    # when the operator allows it, so the names come from the database on both lines
+    extra = "c.JupyterHub.allow_invalid_named_server_start = True\n"
+    hub = start_hub(tmp_path, extra)
+    user = hub.create_user("names")
+    stop_hub(hub)
+    _add_servers_to_database(tmp_path / "jupyterhub.sqlite", user, ODD_NAMES)
+    hub = start_hub(tmp_path, extra)
+    try:
+        for name in ODD_NAMES:
+            escaped = requests.utils.quote(name, safe="")
+            r = hub.api("POST", f"/users/{user}/servers/{escaped}", json={"environment": "python"})
+            assert r.status_code in (201, 202), r.text
+            model = hub.wait_ready(user, name)
+            in_url = model["url"].rstrip("/").rsplit("/", 1)[1]  # as the hub escapes it for the proxy
+            out = run_code(hub, user, in_url, "import os; print(os.getcwd())")
+            assert out.strip() == str(hub.state_dir / "servers" / user / safe_name(name))
+            hub.stop(user, escaped)
+        assert sorted(p.name for p in (hub.state_dir / "servers" / user).iterdir()) == sorted(
+            safe_name(n) for n in ODD_NAMES
+        )
+    finally:
+        stop_hub(hub)
+    wait_for(lambda: not processes_under(tmp_path), timeout=30, message="servers to exit")
+
+
+def test_refused_requests_leave_no_server_and_never_stop_the_hub(tmp_path):
+    extra = (
+        "c.JupyterHub.named_server_limit_per_user = 2\n"
+        "c.Spawner.consecutive_failure_limit = 3\n"  # JupyterHub exits after 3 failed spawns
+    )
+    hub = start_hub(tmp_path, extra)
+    try:
+        user = hub.create_user("phantom")
+        bad = [
+            {"environment": "no-such-environment"},
+            {"packages": ["not a requirement"]},
+            {"cmd": ["/bin/sh"]},
+            {"environment": "python", "image": "evil/miner:1"},
+            {"packages": [f"civis-no-such-package-{uuid.uuid4().hex[:8]}==1.0"]},
+        ]
+        for index, options in enumerate(bad):
+            r = hub.start(user, f"new-{index}", options)
+            assert r.status_code == 400, r.text
+        servers = hub.api("GET", f"/users/{user}?include_stopped_servers=1").json()["servers"]
+        assert [name for name in servers if name] == []  # (the default server is not named)
+        assert hub.process.poll() is None  # refusals are not failed spawns
+        for name in ("first", "second"):  # the limit is all there
+            hub.start_and_wait(user, name, {"environment": "python"})
+        log = hub.log()
+        assert "Refused to start" in log
+        assert "Aborting due to" not in log
+    finally:
+        stop_hub(hub)
+    wait_for(lambda: not processes_under(tmp_path), timeout=30, message="servers to exit")
+
+
+def test_bad_input_is_one_warning_line_not_an_error(hub):
+    user = hub.create_user("quiet")
+    start = len(hub.log())
+    r = hub.start(user, "nb", {"packages": ["tabulate", "numpy >>> 1"]})
+    assert r.status_code == 400
+    assert r.json()["message"].startswith("packages[1]: not a valid requirement (Expected")
+    assert "^" not in r.json()["message"]  # no caret line under the requirement
+    wait_for(lambda: "Refused to start" in hub.log()[start:], timeout=10, message="the warning")
+    lines = [line for line in hub.log()[start:].splitlines() if user in line]
+    refusals = [line for line in lines if "Refused to start" in line]
+    assert len(refusals) == 1 and refusals[0].startswith("[W "), lines
+    assert not [line for line in lines if line.startswith("[E ")], lines
+    assert "Traceback" not in hub.log()[start:]
+
+
+def test_a_failed_install_keeps_the_previous_choice(hub):
+    user = hub.create_user("keep")
+    hub.start_and_wait(user, "work", {"environment": "python-tabulate"})
+    hub.stop(user, "work")
+    r = hub.start(user, "work", {"environment": "python", "packages": ["nonexistent==1.0"]})
+    if r.status_code == 202:
+        wait_for(lambda: not hub.server(user, "work")["pending"], timeout=120, message="spawn end")
+    else:
+        assert r.status_code == 400, r.text
+        assert "nonexistent" in r.json()["message"]
+    assert hub.server(user, "work")["user_options"] == {"environment": "python-tabulate"}
+    hub.start_and_wait(user, "work")  # no body: the previous environment
+    assert probe(hub, user, "work")["environment"] == "python-tabulate"
+
+
+def test_servers_say_which_environment_they_run(hub, two_servers):
+    user = two_servers
+    base = f"{hub.url}/user/{user}/extra/api"
+    specs = requests.get(
+        f"{base}/kernelspecs", headers={"Authorization": f"token {TEST_TOKEN}"}, timeout=60
+    ).json()
+    names = [k["spec"]["display_name"] for k in specs["kernelspecs"].values()]
+    assert names and all(n.endswith(" · python-tabulate + humanize") for n in names), names
+
+    # ps shows the server's user, name and environment (also for a preloaded start)
+    for server, title in (("extra", "[python-tabulate + humanize]"), ("plain", "[python]")):
+        parent = int(run_code(hub, user, server, "import os; print(os.getppid())"))
+        cmdline = Path(f"/proc/{parent}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        assert cmdline.strip() == f"jupyterhub-singleuser {user}/{server} {title}", cmdline
+
+
+def test_the_ready_message_names_the_extra_packages(hub):
+    user = hub.create_user("ready")
+    response, events = hub.start_and_follow(
+        user, "nb", {"environment": "python-tabulate", "packages": ["humanize"]}
+    )
+    assert response.status_code in (201, 202), response.text
+    ready = [e["message"] for e in events if "ready in" in e.get("message", "")]
+    assert len(ready) == 1 and ready[0].startswith("Environment Python"), ready
+    assert "+ tabulate with humanize ready in" in ready[0], ready
+
+
+def test_the_readme_curl_example_works_on_the_demo_as_written(hub):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    command = re.search(r"```bash\n(curl -X POST .*?)\n```", readme, re.S).group(1)
+    url = re.search(r"http://127\.0\.0\.1:8000(/hub/api/users/(\w+)/servers/(\w+))", command)
+    path, user, server = url.groups()
+    r = hub.api("POST", f"/users/{user}")
+    assert r.status_code in (201, 409), r.text
+    token = hub.user_token(user)
+    result = subprocess.run(
+        ["bash", "-c", command.replace("http://127.0.0.1:8000", hub.url) + " -w '%{http_code}'"],
+        env={"PATH": "/usr/bin:/bin", "TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.stdout.strip()[-3:] in ("201", "202"), result.stdout + result.stderr
+    hub.wait_ready(user, server)
+    assert hub.server(user, server)["user_options"] == json.loads(
+        re.search(r"-d '(.*)'", command).group(1)
+    )
+    assert path.endswith(f"/{server}")
+    hub.stop(user, server, remove=True)

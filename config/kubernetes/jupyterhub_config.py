@@ -26,6 +26,7 @@ With the z2jh chart use helm-values/values.yaml instead; see docs/kubernetes.md.
 import os
 
 from jupyterhub_civis.service.hubconfig import declare_service
+from jupyterhub_civis.spawner.hub_pages import use_hub_pages
 from jupyterhub_civis.spawner.kube import CivisKubeSpawner
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
@@ -56,7 +57,8 @@ c.SharedPasswordAuthenticator.user_password = os.environ.get("CIVIS_DEMO_PASSWOR
 c.Authenticator.allow_all = True
 
 c.JupyterHub.allow_named_servers = True
-c.JupyterHub.named_server_limit_per_user = 5
+c.JupyterHub.named_server_limit_per_user = 5  # stopped servers count until deleted
+use_hub_pages(c)  # the home page shows each named server's environment
 # servers are pods: they keep running while the hub restarts
 c.JupyterHub.cleanup_servers = False
 

@@ -18,6 +18,7 @@ import sys
 
 from jupyterhub_civis.service.hubconfig import declare_service
 from jupyterhub_civis.spawner import CivisLocalSpawner
+from jupyterhub_civis.spawner.hub_pages import use_hub_pages
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
@@ -48,7 +49,8 @@ c.SharedPasswordAuthenticator.user_password = DEMO_PASSWORD
 c.Authenticator.allow_all = True
 
 c.JupyterHub.allow_named_servers = True
-c.JupyterHub.named_server_limit_per_user = 5
+c.JupyterHub.named_server_limit_per_user = 5  # stopped servers count until deleted
+use_hub_pages(c)  # the home page shows each named server's environment
 c.JupyterHub.cleanup_servers = True  # stopping the hub stops every server it started
 
 c.JupyterHub.spawner_class = "civis-local"
