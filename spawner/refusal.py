@@ -44,7 +44,8 @@ class RefusalLogFilter(logging.Filter):
         self._recent: deque[tuple[float, str]] = deque(maxlen=256)
 
     def remember(self, refusal: BaseException) -> None:
-        self._recent.append((time.monotonic(), str(refusal)))
+        # the message itself: JupyterHub changes an HTTPError's reason (so its str) later
+        self._recent.append((time.monotonic(), _message(refusal)))
 
     @staticmethod
     def _is_refusal(exc) -> bool:
@@ -100,8 +101,12 @@ def refused(spawner, refusal: BaseException) -> BaseException:
     return refusal
 
 
+def _message(refusal: BaseException) -> str:
+    return getattr(refusal, "jupyterhub_message", None) or str(refusal)
+
+
 def _first_line(refusal: BaseException) -> str:
-    message = getattr(refusal, "jupyterhub_message", None) or str(refusal)
+    message = _message(refusal)
     return message.splitlines()[0] if message else type(refusal).__name__
 
 

@@ -91,3 +91,49 @@ async def test_a_changed_base_gets_a_new_environment_id(tmp_path):
         parents=True
     )
     assert builder.environment_id(str(base), ["humanize"]) != before
+
+
+def _own_distributions(prefix) -> set[str]:
+    site = run_in(prefix, "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    from pathlib import Path
+
+    return {p.name.split("-")[0].lower() for p in Path(site).glob("*.dist-info")}
+
+
+async def test_a_layer_holds_only_what_its_base_lacks(tmp_path):
+    from jupyterhub_civis.spawner.venv_builder import base_distributions
+
+    base = base_distributions(BASE)
+    assert base["jinja2"] and base["markupsafe"]  # the hub's environment has them
+    builder = LayeredVenvBuilder(str(tmp_path))
+
+    lines = []
+    _, prefix = await builder.ensure(BASE, [f"jinja2=={base['jinja2']}"], on_line=lines.append)
+    assert _own_distributions(prefix) == set()  # nothing re-downloaded, nothing duplicated
+    assert any("already in the base environment" in line for line in lines), lines
+
+    # a new package whose dependency (requests) the base has: only the new package lands
+    assert base["requests"]
+    _, prefix = await builder.ensure(BASE, ["requests-toolbelt==1.0.0"])
+    assert _own_distributions(prefix) == {"requests_toolbelt"}
+    assert run_in(prefix, "import requests_toolbelt, requests; print(requests.__file__)").startswith(
+        run_in(BASE, "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    )
+
+    # naming another version of a base package puts that version in the layer, first on the path
+    _, prefix = await builder.ensure(BASE, ["markupsafe==2.1.5"])
+    assert _own_distributions(prefix) == {"markupsafe"}
+    assert run_in(prefix, "import markupsafe; print(markupsafe.__version__)") == "2.1.5"
+
+
+def test_layer_plan_pins_the_base_and_drops_what_it_satisfies():
+    from jupyterhub_civis.spawner.venv_builder import layer_plan, missing_from_base
+
+    base = {"jinja2": "3.1.6", "markupsafe": "3.0.3", "requests": "2.32.0"}
+    wanted, pins = layer_plan(["Jinja2>=3", "requests[socks]", "markupsafe<3", "tabulate"], base)
+    assert wanted == ["requests[socks]", "markupsafe<3", "tabulate"]
+    assert pins == ["jinja2==3.1.6"]
+    resolved = ["jinja2==3.1.6", "markupsafe==2.1.5", "pysocks==1.7.1", "requests==2.32.0",
+                "tabulate==0.9.0  # via -r requirements.in"]
+    assert missing_from_base(resolved, base) == [
+        "markupsafe==2.1.5", "pysocks==1.7.1", "tabulate==0.9.0"]
