@@ -159,9 +159,6 @@ def zygote_main(argv=None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hub stops us by closing the socket
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished servers
     zygote_path0 = sys.path[0] if sys.path else ""
-    from jupyterhub_civis.notebook_environment import set_process_title
-
-    set_process_title(f"jupyterhub-civis preload {sys.prefix} (hub {args.hub_pid})")
     for name in PRELOAD:
         try:
             importlib.import_module(name)

@@ -117,7 +117,7 @@ def test_the_form_after_an_error_keeps_what_was_typed(hub, page):
     page.check("#civis-env-python-tabulate")
     typed = "humanize\nnumpy >>> 1\n"
     page.fill("#civis-packages", typed)
-    for attempt in range(2):  # the second error must not add another _xsrf either
+    for _attempt in range(2):  # the second error must not add another _xsrf either
         page.click("#spawn_form button[type=submit]")
         error = page.locator(".spawn-error-msg")
         expect(error).to_contain_text("Extra packages, line 2: not a valid requirement")
