@@ -172,3 +172,46 @@ def test_emulator_answers_like_an_api_server(cluster):
     assert created["status"] == {"phase": "Pending"}
     requests.delete(f"{api.url}/api/v1/namespaces/probe/pods/probe", timeout=10).raise_for_status()
     assert api.names("pods", "probe") == []
+
+
+PROFILES = '''
+def civis_profiles(spawner):  # a callable profile_list, evaluated for each spawn
+    return [
+        {"display_name": "Here", "slug": "here", "kubespawner_override": {"cpu_limit": 1}},
+        {"display_name": "Elsewhere", "slug": "elsewhere",
+         "kubespawner_override": {"namespace": "civis-other", "cpu_limit": 1}},
+    ]
+c.KubeSpawner.profile_list = civis_profiles
+c.KubeSpawner.image = "registry.example.com/team/chart-default:1"  # singleuser.image on z2jh
+'''
+
+
+def test_a_profile_list_profile_starts_its_pod_in_another_namespace(cluster, monkeypatch):
+    api, _, root = cluster
+    other = Kubelet(api, "civis-other", root / "other-nodes").start()
+    monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(root / "kubeconfig.yaml", NAMESPACE)))
+    hub = start_hub(root / "profiles-hub", hub_config(root) + PROFILES)
+    try:
+        user = hub.create_user("profile")
+        r = hub.start(user, "far", {"profile": "elsewhere"})
+        assert r.status_code in (201, 202), r.text
+        hub.wait_ready(user, "far", timeout=120)
+        assert not other.errors, other.errors
+        (pod,) = api.list("pods", "civis-other")
+        assert pod["metadata"]["annotations"]["hub.jupyter.org/servername"] == "far"
+        # no image in the profile: KubeSpawner's own (the chart's singleuser.image)
+        assert pod["spec"]["containers"][0]["image"] == "registry.example.com/team/chart-default:1"
+        assert [p["metadata"]["annotations"]["hub.jupyter.org/servername"]
+                for p in api.list("pods", NAMESPACE)] == []
+        assert hub.server(user, "far")["user_options"] == {"profile": "elsewhere"}
+        out = run_code(hub, user, "far", "import os; print(os.environ['JUPYTERHUB_SERVER_NAME'])")
+        assert out.strip() == "far"
+        hub.stop(user, "far", remove=True)
+        assert api.list("pods", "civis-other") == []
+        wait_for(lambda: not other.processes, timeout=30, message="the pod's process to end")
+    except BaseException:
+        print(hub.log()[-6000:])
+        raise
+    finally:
+        stop_hub(hub)
+        other.stop()
