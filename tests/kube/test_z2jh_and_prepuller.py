@@ -167,3 +167,27 @@ def test_prepuller_reports_a_broken_catalog(tmp_path):
     result = subprocess.run([sys.executable, "-m", "jupyterhub_civis.cli", "prepuller", str(config)],
                             capture_output=True, text=True)
     assert result.returncode == 1 and "needs an" in result.stderr and "image" in result.stderr
+
+
+def _docs_yaml_blocks(heading: str) -> list[dict]:
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    import re
+
+    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+
+
+def test_the_profile_list_migration_example_is_valid_and_keeps_the_choices(chart, tmp_path):
+    defaults, schema = chart
+    before, after = _docs_yaml_blocks("## Existing `singleuser.profileList` configurations")
+    catalogs = []
+    for name, values in (("before", before), ("after", after)):
+        jsonschema.Draft7Validator(schema).validate(helm_merge(defaults, values))
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        catalogs.append(load_catalog(str(path)))
+    old, new = catalogs
+    assert [(e.name, e.image, e.default) for e in old.environments] == [
+        (e.name, e.image, e.default) for e in new.environments]
+    assert [e.source for e in old.environments] == ["profile_list"] * 3
+    assert z2jh_values(old) == z2jh_values(new)  # the same images get pre-pulled
