@@ -29,8 +29,9 @@ from __future__ import annotations
 import copy
 import shlex
 import time
+from functools import partial
 
-from jupyterhub.utils import maybe_future
+from jupyterhub.utils import exponential_backoff, maybe_future
 from kubernetes_asyncio.client import models as k8s
 from kubespawner import KubeSpawner
 from prometheus_client import Histogram
@@ -466,6 +467,23 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
             env=[e for e in (notebook.env or []) if e.name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT")],
         )
         pod.spec.init_containers = list(pod.spec.init_containers or []) + [init]
+
+    async def delete_forever(self):
+        """Removing a named server deletes its claim under ``storage_policy = "per-server"``.
+
+        KubeSpawner keeps a named server's claim when it guesses the claim is
+        shared with the default server, from the fields in ``pvc_name_template``;
+        7.0 looks for ``{servername}``, 7.1 for ``{user_server}``, so on 7.0 the
+        per-server claims ``claim-{user_server}`` were never deleted.
+        """
+        if self.storage_policy != "per-server" or not self.name or not self.delete_pvc:
+            return await super().delete_forever()
+        self.log.info("Deleting the claim %s of %s", self.pvc_name, self._log_name)
+        await exponential_backoff(
+            partial(self._make_delete_pvc_request, self.pvc_name, self.k8s_api_request_timeout),
+            f"Could not delete pvc {self.pvc_name}",
+            timeout=self.k8s_api_request_retry_timeout,
+        )
 
     # ----- after start: digest, metrics; progress sentences -----------------------------
 

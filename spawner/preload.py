@@ -159,6 +159,12 @@ def zygote_main(argv=None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hub stops us by closing the socket
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished servers
     zygote_path0 = sys.path[0] if sys.path else ""
+    try:  # set up while environ is intact: a child that replaced it could not retitle itself
+        import setproctitle
+
+        setproctitle.setproctitle(setproctitle.getproctitle())
+    except ImportError:
+        pass
     for name in PRELOAD:
         try:
             importlib.import_module(name)
