@@ -6,6 +6,11 @@ image's exact pins (the chart release's images/hub/requirements.txt, from ../sha
 pycurl and psycopg2 need C headers to build and are left out: nothing the bundle needs
 depends on them, and they stay constraints). Then the `RUN` line of docs/kubernetes.md's
 Dockerfile runs in a shell, with the Dockerfile's `CIVIS_PACKAGE` pointing at this checkout.
+
+To keep the test short, uv first installs (from its cache) what the bundle adds, resolved
+under the same pins; the runbook's pip then resolves the whole set under the image's pins
+and installs the bundle itself. Had uv found no solution under the pins, the test fails
+there, with uv's explanation.
 """
 
 from __future__ import annotations
@@ -67,6 +72,16 @@ def test_the_runbook_installs_the_bundle_without_changing_the_chart_image(tmp_pa
     )
     before = pins(subprocess.run([python, "-m", "pip", "freeze"], check=True,
                                  capture_output=True, text=True).stdout)
+    image_freeze = tmp_path / "image-pins.txt"
+    image_freeze.write_text("".join(f"{n}=={v}\n" for n, v in before.items()))
+    subprocess.run(  # the bundle's own dependencies, from uv's cache, under the image's pins
+        [_find_uv(), "pip", "install", "--quiet", "--python", str(python),
+         "--constraint", str(image_freeze), f"{ROOT}[kubernetes]"],
+        check=True,
+        env={**os.environ, "VIRTUAL_ENV": ""},
+    )
+    subprocess.run([_find_uv(), "pip", "uninstall", "--quiet", "--python", str(python),
+                    "jupyterhub-civis"], check=True, env={**os.environ, "VIRTUAL_ENV": ""})
 
     env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
            "CIVIS_PACKAGE": f"{ROOT}[kubernetes]", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
