@@ -272,8 +272,9 @@ class CivisSpawner(Configurable):
                         "on the spawn page"
                     )
                 ) from None
-            message = form_message(e, package_line_numbers) if package_line_numbers is not None else str(e)
-            raise self.refuse(SpawnRejected(message)) from None
+            if package_line_numbers is not None:  # the spawn form: speak in its terms
+                raise self.refuse(SpawnRejected(form_message(e, package_line_numbers))) from None
+            raise self.refuse(SpawnRejected(str(e))) from None
         self._restore_user_options(selection.to_user_options())
         self._resolved = (selection, catalog.get(selection.environment))
         return selection
@@ -294,9 +295,6 @@ class CivisSpawner(Configurable):
         if origin is not None and origin[0] == raw:
             return origin[1]
         return None
-
-    async def environment_for(self, selection: Selection) -> Environment:
-        return (await self.get_catalog()).get(selection.environment)
 
     # ----- the spawn page -----------------------------------------------------------
 
