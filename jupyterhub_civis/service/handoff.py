@@ -32,14 +32,14 @@ MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
 
 
 class HandoffServer:
-    def __init__(self, path: str, *, hub_auth, store, run, on_served, log):
+    def __init__(self, path: str, *, identify, store, run, on_served, log):
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:
             raise ValueError(
                 f"handoff_socket path is longer than {MAX_SOCKET_PATH} bytes "
                 f"(a Unix socket limit): {path}"
             )
         self.path = path
-        self.hub_auth = hub_auth
+        self.identify = identify  # async (token) -> Caller: the HTTP API's own check
         self.store = store
         self.run = run  # run a blocking call in the service's I/O pool
         self.on_served = on_served  # metrics callback: (status: int) -> None
@@ -120,13 +120,7 @@ class HandoffServer:
                 raise TypeError
         except (ValueError, TypeError, KeyError):
             return 400, {"status": 400, "message": 'send {"token": ..., "id": ...}'}, None
-        model = await self.hub_auth.user_for_token(token, sync=False) if token else None
-        allowed = (
-            model
-            if model and self.hub_auth.check_scopes(self.hub_auth.access_scopes, model)
-            else None
-        )
-        owner = policy.owner_of_caller(allowed)
+        owner = (await self.identify(token=token)).user
         if owner is None:
             message = "a Hub user token with access to this service is required"
             return 403, {"status": 403, "message": message}, None

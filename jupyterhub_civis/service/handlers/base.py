@@ -1,0 +1,108 @@
+"""What every handler of the service shares: the caller's identity, errors
+without details, an access log that never shows a query string."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+
+from jupyterhub.services.auth import HubOAuthenticated
+from tornado import web
+
+from jupyterhub_civis.service import policy
+from jupyterhub_civis.service.auth import ANONYMOUS, Caller, identify
+
+log = logging.getLogger("jupyterhub_civis.service")
+
+class ErrorsAsJSON:
+    """Errors as ``{"status", "message"}``: an ``HTTPError``'s message, no details otherwise."""
+
+    def write_error(self, status_code, **kwargs):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": self.error_message(**kwargs)}))
+
+    def error_message(self, **kwargs) -> str:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            return exc.log_message
+        return self._reason
+
+
+class BaseHandler(ErrorsAsJSON, HubOAuthenticated, web.RequestHandler):
+    """Identifies the caller once per request (``self.caller``), before the method runs."""
+
+    caller: Caller = ANONYMOUS
+
+    @property
+    def hub_auth(self):
+        return self.settings["hub_auth"]
+
+    @property
+    def store(self):
+        return self.settings["store"]
+
+    @property
+    def metrics(self):
+        return self.settings["metrics"]
+
+    def run(self, fn, *args, **kwargs):
+        """Run a blocking call (database, blobs) in the service's I/O pool."""
+        call = functools.partial(fn, *args, **kwargs)
+        return asyncio.get_running_loop().run_in_executor(self.settings["executor"], call)
+
+    async def prepare(self):
+        self.caller = await identify(self.hub_auth, handler=self)
+        # tornado's documented alternative to get_current_user: set it in prepare
+        self.current_user = self.caller if self.caller.known else None
+
+    def get_current_user(self):
+        return None  # only ever reached before prepare (an early error): nobody yet
+
+    def require_user(self) -> str:
+        """The caller's own user name; 403 for anyone acting for no user."""
+        if self.caller.user is None:
+            raise web.HTTPError(403, "a Hub user token with access to this service is required")
+        return self.caller.user
+
+    def require_caller(self) -> Caller:
+        """A caller that may act on a given result id (its own, or any as results admin)."""
+        if not self.caller.known:
+            self.require_user()
+        return self.caller
+
+    def not_found(self) -> web.HTTPError:
+        self.metrics.misses.inc()
+        return web.HTTPError(404, policy.NOT_FOUND)
+
+    def on_finish(self):
+        self.metrics.requests.labels(
+            type(self).__name__, self.request.method, str(self.get_status())
+        ).inc()
+
+
+class APIHandler(BaseHandler):
+    def get_login_url(self):
+        raise web.HTTPError(403, "a Hub user token with access to this service is required")
+
+    def write_json(self, obj, status=200):
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(obj))
+
+
+class NotFoundHandler(ErrorsAsJSON, web.RequestHandler):
+    """Anything no route matches (``default_handler_class``)."""
+
+    def prepare(self):
+        raise web.HTTPError(404, "not found")
+
+
+def log_request(handler) -> None:
+    """Access log without query strings (a token passed in a URL is never logged)."""
+    status = handler.get_status()
+    access = logging.getLogger("tornado.access")
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    ms = 1000.0 * handler.request.request_time()
+    access.log(level, "%d %s %s %.1fms", status, handler.request.method, handler.request.path, ms)

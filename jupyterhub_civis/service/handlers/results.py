@@ -1,0 +1,219 @@
+"""The results API: upload, list, read, describe, pin, unpin, delete.
+
+- ``POST   api/results``                 body: an Arrow IPC stream or file (streamed);
+  header ``X-Civis-Result: {"key", "sql", "connection", "rows"[, "pins"]}`` → 201 + JSON
+- ``GET    api/results[?key=&limit=&user=]``  the caller's results, newest first
+- ``GET    api/results/<id>``            the body as stored (streamed)
+- ``GET    api/results/<id>/info``       its metadata (JSON)
+- ``DELETE api/results/<id>``            delete (409 while pinned)
+- ``PUT    api/results/<id>/pins``       body ``{"ref": notebook}``; ``DELETE …/pins?ref=``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tornado import web
+
+from jupyterhub_civis.service import policy
+from jupyterhub_civis.service.handlers.base import APIHandler
+from jupyterhub_civis.service.store import NotFound, Pinned, UploadLost
+
+CHUNK = 1 << 20
+RESULT_ID = r"([^/]+)"
+
+
+class UploadMeta(APIHandler):
+    def result_meta(self) -> dict:
+        raw = self.request.headers.get("X-Civis-Result", "{}")
+        try:
+            meta = json.loads(raw)
+            if not isinstance(meta, dict):
+                raise ValueError
+            rows = int(meta.get("rows", 0))
+            fields = {k: meta.get(k, "") for k in ("key", "sql", "connection")}
+            pins = meta.get("pins", [])
+            if not all(isinstance(v, str) for v in fields.values()):
+                raise ValueError
+            if len(fields["key"]) > 128 or len(fields["connection"]) > 255 or rows < 0:
+                raise ValueError
+            if not isinstance(pins, list) or len(pins) > policy.MAX_PINS_PER_UPLOAD:
+                raise ValueError
+            if not all(policy.valid_pin_ref(ref) for ref in pins):
+                raise ValueError
+        except (ValueError, TypeError):
+            raise web.HTTPError(
+                400,
+                'X-Civis-Result must be JSON {"key": str, "sql": str, "connection": str, '
+                f'"rows": int, "pins": [notebook refs, at most {policy.MAX_PINS_PER_UPLOAD}]}}',
+            ) from None
+        return {**fields, "rows": rows, "pins": pins}
+
+
+@web.stream_request_body
+class ResultsHandler(UploadMeta):
+    upload = None
+    committed = False
+    _pending = None
+
+    async def prepare(self):
+        await super().prepare()
+        if self.request.method != "POST":
+            return
+        owner = self.require_user()
+        self._meta = self.result_meta()
+        self.request.connection.set_max_body_size(self.settings["max_result_bytes"])
+        self.upload = await self.run(self.store.begin_upload, owner)
+
+    async def data_received(self, chunk):
+        if self.upload is None:
+            return
+        self._pending = self.run(self.upload.write, chunk)
+        await self._pending
+
+    async def post(self):
+        upload = self.upload
+        if policy.arrow_media_type(upload.head, upload.tail, upload.size) is None:
+            raise web.HTTPError(400, "the body is not a complete Arrow IPC stream or file")
+        try:
+            info = await self.run(self.store.commit_upload, upload, **self._meta)
+        except UploadLost:
+            raise web.HTTPError(409, "upload took too long and was discarded; retry") from None
+        self.committed = True
+        self.metrics.uploads.labels("committed").inc()
+        self.settings["after_commit"]()
+        self.write_json(info.to_json(), 201)
+
+    async def get(self):
+        owner = self.get_argument("user", None)
+        if owner is None:
+            owner = self.require_user()
+        elif not self.caller.admin and owner != self.caller.user:
+            raise web.HTTPError(403, f"listing another user's results needs {policy.ADMIN_SCOPE}")
+        key = self.get_argument("key", None)
+        try:
+            limit = int(self.get_argument("limit", "0")) or None
+        except ValueError:
+            raise web.HTTPError(400, "limit must be an integer") from None
+        infos = await self.run(self.store.list, owner, key, limit)
+        self.write_json({"results": [i.to_json() for i in infos]})
+
+    def _abort(self):
+        upload, self.upload = self.upload, None
+        if upload is None or self.committed:
+            return
+        self.metrics.uploads.labels("aborted").inc()
+        pending = self._pending
+
+        async def abort():
+            if pending is not None:
+                try:
+                    await pending
+                except Exception:
+                    pass
+            await self.run(upload.abort)
+
+        asyncio.ensure_future(abort())
+
+    def write_error(self, status_code, **kwargs):
+        if self.request.method == "POST":
+            # the body may be unread: this connection cannot carry another request
+            self.set_header("Connection", "close")
+        super().write_error(status_code, **kwargs)
+
+    def on_connection_close(self):
+        self._abort()
+        super().on_connection_close()
+
+    def on_finish(self):
+        self._abort()
+        super().on_finish()
+
+
+class ResultHandler(APIHandler):
+    async def _info(self, result_id, touch=True):
+        caller = self.require_caller()
+        try:
+            return await self.run(
+                self.store.get, caller.user, result_id, touch=touch, admin=caller.admin
+            )
+        except NotFound:
+            raise self.not_found() from None
+
+    async def get(self, result_id):
+        info = await self._info(result_id)
+        try:
+            f = await self.run(self.store.open_blob, info.id)
+        except FileNotFoundError:  # evicted/deleted by another replica just now
+            raise self.not_found() from None
+        self.metrics.hits.inc()
+        try:
+            chunk = await self.run(f.read, CHUNK)
+            self.set_header("Content-Type", policy.stored_media_type(chunk))
+            self.set_header("Content-Length", str(info.size))
+            self.set_header("X-Civis-Result", json.dumps(info.to_json()))
+            while chunk:
+                self.write(chunk)
+                await self.flush()
+                chunk = await self.run(f.read, CHUNK)
+        finally:
+            await self.run(f.close)
+
+    async def delete(self, result_id):
+        caller = self.require_caller()
+        try:
+            await self.run(self.store.delete, caller.user, result_id, admin=caller.admin)
+        except NotFound:
+            raise self.not_found() from None
+        except Pinned:
+            raise web.HTTPError(409, "the result is pinned by a notebook; unpin it first") from None
+        self.set_status(204)
+        self.finish()
+
+
+class InfoHandler(ResultHandler):
+    async def get(self, result_id):
+        info = await self._info(result_id, touch=False)
+        self.write_json(info.to_json())
+
+
+class PinsHandler(APIHandler):
+    def _ref(self, ref):
+        if not policy.valid_pin_ref(ref):
+            raise web.HTTPError(400, "ref must be a non-empty notebook reference")
+        return ref
+
+    async def put(self, result_id):
+        caller = self.require_caller()
+        try:
+            ref = json.loads(self.request.body or b"{}").get("ref")
+        except (ValueError, AttributeError):
+            ref = None
+        await self._pin(self.store.pin, result_id, self._ref(ref), caller)
+
+    async def delete(self, result_id):
+        caller = self.require_caller()
+        await self._pin(self.store.unpin, result_id, self._ref(self.get_argument("ref", None)), caller)
+
+    async def _pin(self, action, result_id, ref, caller):
+        try:
+            info = await self.run(action, caller.user, result_id, ref, caller.admin)
+        except NotFound:
+            raise self.not_found() from None
+        self.write_json(info.to_json())
+
+
+class UnknownAPI(APIHandler):
+    async def prepare(self):
+        raise web.HTTPError(404, "not found")
+
+
+#: (path under the service prefix, handler)
+ROUTES = [
+    ("api/results", ResultsHandler),
+    (f"api/results/{RESULT_ID}", ResultHandler),
+    (f"api/results/{RESULT_ID}/info", InfoHandler),
+    (f"api/results/{RESULT_ID}/pins", PinsHandler),
+    ("api/.*", UnknownAPI),
+]
