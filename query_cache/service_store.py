@@ -25,10 +25,17 @@ from collections.abc import Callable, Iterable
 import pyarrow as pa
 import requests
 
+from jupyterhub_civis.protocol import (
+    ARROW_FILE,
+    ARROW_FILE_PREAMBLE,
+    ARROW_STREAM,
+    RESULT_HEADER,
+    HandoffRequest,
+    UploadHeader,
+    valid_result_id,
+)
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
-from jupyterhub_civis.service.policy import ARROW_FILE, ARROW_STREAM, valid_result_id
 
-ARROW_FILE_MAGIC_LEN = 8  # "ARROW1" + padding; a stream follows, ended by EOS
 COPY_CHUNK = 4 << 20
 log = logging.getLogger(__name__)
 
@@ -129,13 +136,17 @@ class ServiceStore(ResultStore):
             return self._upload(f, ARROW_FILE, key, rows, sql, connection, pins)
 
     def _upload(self, body, media_type, key, rows, sql, connection, pins=()) -> StoredResult:
-        meta = {"key": key, "sql": sql, "connection": connection or self.connection, "rows": rows}
-        if pins:
-            meta["pins"] = sorted(set(pins))
+        header = UploadHeader(
+            key=key,
+            sql=sql,
+            connection=connection or self.connection,
+            rows=rows,
+            pins=sorted(set(pins)),
+        )
         r = self.http.post(  # a file body: sent in blocks with its Content-Length
             self._url("api/results"),
             data=body,
-            headers={"X-Civis-Result": json.dumps(meta), "Content-Type": media_type},
+            headers={RESULT_HEADER: header.header_value(), "Content-Type": media_type},
             timeout=self.timeout,
         )
         return self._result(self._check(r).json())
@@ -156,7 +167,7 @@ class ServiceStore(ResultStore):
         if r is None:
             raise ServiceError("civis service: 404 result not found", 404)
         if r.headers.get("Content-Type") == ARROW_FILE:
-            r.raw.read(ARROW_FILE_MAGIC_LEN)
+            r.raw.read(ARROW_FILE_PREAMBLE)
         return pa.ipc.open_stream(pa.PythonFile(r.raw, mode="r"))
 
     def download_into(self, result_id: str, pending) -> StoredResult | None:
@@ -182,7 +193,7 @@ class ServiceStore(ResultStore):
         if r is None:
             return None
         with r:
-            info = self._result(json.loads(r.headers["X-Civis-Result"]))
+            info = self._result(json.loads(r.headers[RESULT_HEADER]))
             if r.headers.get("Content-Type") == ARROW_FILE:
                 with open(pending.path, "wb") as f:
                     shutil.copyfileobj(r.raw, f, COPY_CHUNK)
@@ -209,7 +220,7 @@ class ServiceStore(ResultStore):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.timeout)
             sock.connect(self.handoff_socket)
-            sock.sendall((json.dumps({"token": self.token, "id": result_id}) + "\n").encode())
+            sock.sendall(HandoffRequest(token=self.token, id=result_id).line())
             data, fds = b"", []
             while not data.endswith(b"\n"):
                 chunk, more_fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)

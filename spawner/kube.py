@@ -32,6 +32,7 @@ from prometheus_client import Histogram
 from traitlets import Bool, Dict, Enum, List, Unicode
 from traitlets.config import Config
 
+from jupyterhub_civis.protocol import IMAGE_DIGEST_ANNOTATION
 from jupyterhub_civis.spawner.base import CivisSpawner, SpawnRejected
 from jupyterhub_civis.spawner.catalog import Catalog
 from jupyterhub_civis.spawner.kube_policy import (
@@ -54,7 +55,7 @@ from jupyterhub_civis.spawner.requirements import environment_id
 #: Annotation keys on every pod this spawner makes.
 ANNOTATION_ENVIRONMENT = "jupyterhub-civis/environment"
 ANNOTATION_IMAGE_ID = "jupyterhub-civis/image-id"
-ANNOTATION_IMAGE_DIGEST = "jupyterhub-civis/image-digest"
+ANNOTATION_IMAGE_DIGEST = IMAGE_DIGEST_ANNOTATION
 
 PACKAGES_INIT_CONTAINER = "civis-packages"
 PODINFO_VOLUME = "civis-podinfo"

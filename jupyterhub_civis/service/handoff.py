@@ -6,9 +6,10 @@ is wasted work: the service can pass the server an open, read-only file
 descriptor of the blob over a Unix socket (``SCM_RIGHTS``), and the server
 links or copies it into its hot tier inside the kernel.
 
-Protocol, one request per connection: the client sends one JSON line
-``{"token": <Hub token>, "id": <result id>}``; the service answers one JSON
-line ``{"status": 200, "result": {...}}`` with the descriptor attached, or
+Protocol (``jupyterhub_civis.protocol``), one request per connection: the
+client sends one JSON line ``{"token": <Hub token>, "id": <result id>}``
+(``HandoffRequest``); the service answers one JSON line (``handoff_reply``)
+``{"status": 200, "result": {...}}`` with the descriptor attached, or
 ``{"status": 403|404|400, "message": ...}`` without. Authorisation is exactly
 the HTTP API's: the token must carry the service's access scope, and only the
 token's own user's results are handed out ("not yours" and "missing" are the
@@ -19,14 +20,19 @@ from __future__ import annotations
 
 import array
 import asyncio
-import json
 import os
 import socket
 
+from jupyterhub_civis.errors import InvalidInput
+from jupyterhub_civis.protocol import (
+    HANDOFF_MAX_REQUEST,
+    handoff_reply,
+    parse_handoff_request,
+    valid_result_id,
+)
 from jupyterhub_civis.service import policy
 from jupyterhub_civis.service.store import NotFound
 
-MAX_REQUEST = 16 * 1024
 REQUEST_TIMEOUT = 10
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
 
@@ -79,14 +85,13 @@ class HandoffServer:
         status, fd = 500, None
         try:
             request = await asyncio.wait_for(self._read_line(conn), REQUEST_TIMEOUT)
-            status, body, fd = await self._answer(request)
+            status, line, fd = await self._answer(request)
         except (TimeoutError, OSError, ValueError) as e:
-            status, body = 400, {"status": 400, "message": f"bad request: {e}"}
+            status, line = 400, handoff_reply(400, message=f"bad request: {e}")
         except Exception:
             self.log.exception("handoff request failed")
-            body = {"status": 500, "message": "internal error"}
+            line = handoff_reply(500, message="internal error")
         try:
-            line = (json.dumps(body) + "\n").encode()
             if fd is None:
                 conn.sendall(line)
             else:
@@ -108,28 +113,25 @@ class HandoffServer:
             if not chunk:
                 break
             data += chunk
-            if len(data) > MAX_REQUEST:
+            if len(data) > HANDOFF_MAX_REQUEST:
                 raise ValueError("request too large")
         return data.split(b"\n", 1)[0]
 
-    async def _answer(self, raw: bytes) -> tuple[int, dict, int | None]:
+    async def _answer(self, raw: bytes) -> tuple[int, bytes, int | None]:
         try:
-            request = json.loads(raw)
-            token, result_id = request["token"], request["id"]
-            if not isinstance(token, str) or not isinstance(result_id, str):
-                raise TypeError
-        except (ValueError, TypeError, KeyError):
-            return 400, {"status": 400, "message": 'send {"token": ..., "id": ...}'}, None
-        owner = (await self.identify(token=token)).user
+            request = parse_handoff_request(raw)
+        except InvalidInput as e:
+            return 400, handoff_reply(400, message=str(e)), None
+        owner = (await self.identify(token=request.token)).user
         if owner is None:
             message = "a Hub user token with access to this service is required"
-            return 403, {"status": 403, "message": message}, None
-        not_found = (404, {"status": 404, "message": policy.NOT_FOUND}, None)
-        if not policy.valid_result_id(result_id):
+            return 403, handoff_reply(403, message=message), None
+        not_found = (404, handoff_reply(404, message=policy.NOT_FOUND), None)
+        if not valid_result_id(request.id):
             return not_found
         try:
-            info = await self.run(self.store.get, owner, result_id, touch=True)
+            info = await self.run(self.store.get, owner, request.id, touch=True)
             fd = await self.run(self.store.open_local_blob, info.id)
         except (NotFound, FileNotFoundError):
             return not_found
-        return 200, {"status": 200, "result": info.to_json()}, fd
+        return 200, handoff_reply(200, result=info.to_json()), fd

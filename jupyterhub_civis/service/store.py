@@ -29,6 +29,7 @@ import fsspec.implementations.local
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from jupyterhub_civis.protocol import valid_result_id
 from jupyterhub_civis.retention import Candidate, choose_evictions
 from jupyterhub_civis.service import policy
 from jupyterhub_civis.service.migrations import upgrade
@@ -161,7 +162,7 @@ class DurableStore:
 
     # -- blobs
     def blob_path(self, result_id: str) -> str:
-        if not policy.valid_result_id(result_id):  # never build a path from anything else
+        if not valid_result_id(result_id):  # never build a path from anything else
             raise ValueError("invalid result id")
         return f"{self.root}/{result_id}{SUFFIX}"
 
@@ -243,7 +244,7 @@ class DurableStore:
         )
 
     def _owned(self, s: Session, owner: str | None, result_id: str, admin=False) -> Result:
-        if not policy.valid_result_id(result_id):
+        if not valid_result_id(result_id):
             raise NotFound()
         row = s.get(Result, result_id)
         if row is None or not policy.may_read(row.owner, owner, admin):
@@ -368,7 +369,7 @@ class DurableStore:
         blob_ids = []
         for name in names:
             base = name.rstrip("/").rsplit("/", 1)[-1]
-            if base.endswith(SUFFIX) and policy.valid_result_id(base[: -len(SUFFIX)]):
+            if base.endswith(SUFFIX) and valid_result_id(base[: -len(SUFFIX)]):
                 blob_ids.append(base[: -len(SUFFIX)])
         if blob_ids:
             with self.session() as s:

@@ -84,13 +84,16 @@ def test_upload_with_pins_records_them_with_the_result(service_hub):
 
 
 def test_owner_comes_from_the_token_not_the_body(service_hub):
-    alice, _ = service_hub.new_user("alice")
+    alice, alice_token = service_hub.new_user("alice")
     _, bob_token = service_hub.new_user("bob")
     bob = service_hub.client(bob_token)
     meta = json.dumps({"key": "k", "sql": "s", "connection": "c", "rows": 1, "owner": alice})
     r = bob.request("POST", "api/results", data=arrow_stream(10), headers={"X-Civis-Result": meta})
-    assert r.status_code == 201
-    assert [x["id"] for x in bob.list()] == [r.json()["id"]]
+    assert r.status_code == 400
+    assert r.json()["message"] == "X-Civis-Result.owner: is not a recognised option"
+    rid = bob.put_ok(arrow_stream(10))["id"]
+    assert [x["id"] for x in bob.list()] == [rid]
+    assert service_hub.client(alice_token).list() == []
 
 
 def test_health_and_metrics(service_hub):

@@ -11,6 +11,7 @@ import logging
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
+from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.service import policy
 from jupyterhub_civis.service.auth import ANONYMOUS, Caller, identify
 
@@ -71,6 +72,13 @@ class BaseHandler(ErrorsAsJSON, HubOAuthenticated, web.RequestHandler):
         if not self.caller.known:
             self.require_user()
         return self.caller
+
+    def parse(self, parser, raw):
+        """``parser(raw)``; its ``InvalidInput`` becomes a 400 naming the field."""
+        try:
+            return parser(raw)
+        except InvalidInput as e:
+            raise web.HTTPError(400, str(e)) from None
 
     def not_found(self) -> web.HTTPError:
         self.metrics.misses.inc()

@@ -1,12 +1,12 @@
 """The results API: upload, list, read, describe, pin, unpin, delete.
 
 - ``POST   api/results``                 body: an Arrow IPC stream or file (streamed);
-  header ``X-Civis-Result: {"key", "sql", "connection", "rows"[, "pins"]}`` → 201 + JSON
+  header ``X-Civis-Result`` (``protocol.UploadHeader``) → 201 + JSON
 - ``GET    api/results[?key=&limit=&user=]``  the caller's results, newest first
 - ``GET    api/results/<id>``            the body as stored (streamed)
 - ``GET    api/results/<id>/info``       its metadata (JSON)
 - ``DELETE api/results/<id>``            delete (409 while pinned)
-- ``PUT    api/results/<id>/pins``       body ``{"ref": notebook}``; ``DELETE …/pins?ref=``
+- ``PUT    api/results/<id>/pins``       body ``protocol.PinRequest``; ``DELETE …/pins?ref=``
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import json
 
 from tornado import web
 
+from jupyterhub_civis import protocol
+from jupyterhub_civis.protocol import RESULT_HEADER
 from jupyterhub_civis.service import policy
 from jupyterhub_civis.service.handlers.base import APIHandler
 from jupyterhub_civis.service.store import NotFound, Pinned, UploadLost
@@ -24,35 +26,8 @@ CHUNK = 1 << 20
 RESULT_ID = r"([^/]+)"
 
 
-class UploadMeta(APIHandler):
-    def result_meta(self) -> dict:
-        raw = self.request.headers.get("X-Civis-Result", "{}")
-        try:
-            meta = json.loads(raw)
-            if not isinstance(meta, dict):
-                raise ValueError
-            rows = int(meta.get("rows", 0))
-            fields = {k: meta.get(k, "") for k in ("key", "sql", "connection")}
-            pins = meta.get("pins", [])
-            if not all(isinstance(v, str) for v in fields.values()):
-                raise ValueError
-            if len(fields["key"]) > 128 or len(fields["connection"]) > 255 or rows < 0:
-                raise ValueError
-            if not isinstance(pins, list) or len(pins) > policy.MAX_PINS_PER_UPLOAD:
-                raise ValueError
-            if not all(policy.valid_pin_ref(ref) for ref in pins):
-                raise ValueError
-        except (ValueError, TypeError):
-            raise web.HTTPError(
-                400,
-                'X-Civis-Result must be JSON {"key": str, "sql": str, "connection": str, '
-                f'"rows": int, "pins": [notebook refs, at most {policy.MAX_PINS_PER_UPLOAD}]}}',
-            ) from None
-        return {**fields, "rows": rows, "pins": pins}
-
-
 @web.stream_request_body
-class ResultsHandler(UploadMeta):
+class ResultsHandler(APIHandler):
     upload = None
     committed = False
     _pending = None
@@ -62,7 +37,7 @@ class ResultsHandler(UploadMeta):
         if self.request.method != "POST":
             return
         owner = self.require_user()
-        self._meta = self.result_meta()
+        self._meta = self.parse(protocol.parse_upload_header, self.request.headers.get(RESULT_HEADER))
         self.request.connection.set_max_body_size(self.settings["max_result_bytes"])
         self.upload = await self.run(self.store.begin_upload, owner)
 
@@ -74,10 +49,12 @@ class ResultsHandler(UploadMeta):
 
     async def post(self):
         upload = self.upload
-        if policy.arrow_media_type(upload.head, upload.tail, upload.size) is None:
+        if protocol.arrow_media_type(upload.head, upload.tail, upload.size) is None:
             raise web.HTTPError(400, "the body is not a complete Arrow IPC stream or file")
         try:
-            info = await self.run(self.store.commit_upload, upload, **self._meta)
+            info = await self.run(
+                self.store.commit_upload, upload, **self._meta.model_dump(exclude={"server"})
+            )
         except UploadLost:
             raise web.HTTPError(409, "upload took too long and was discarded; retry") from None
         self.committed = True
@@ -150,9 +127,9 @@ class ResultHandler(APIHandler):
         self.metrics.hits.inc()
         try:
             chunk = await self.run(f.read, CHUNK)
-            self.set_header("Content-Type", policy.stored_media_type(chunk))
+            self.set_header("Content-Type", protocol.stored_media_type(chunk))
             self.set_header("Content-Length", str(info.size))
-            self.set_header("X-Civis-Result", json.dumps(info.to_json()))
+            self.set_header(RESULT_HEADER, json.dumps(info.to_json()))
             while chunk:
                 self.write(chunk)
                 await self.flush()
@@ -179,22 +156,15 @@ class InfoHandler(ResultHandler):
 
 
 class PinsHandler(APIHandler):
-    def _ref(self, ref):
-        if not policy.valid_pin_ref(ref):
-            raise web.HTTPError(400, "ref must be a non-empty notebook reference")
-        return ref
-
     async def put(self, result_id):
         caller = self.require_caller()
-        try:
-            ref = json.loads(self.request.body or b"{}").get("ref")
-        except (ValueError, AttributeError):
-            ref = None
-        await self._pin(self.store.pin, result_id, self._ref(ref), caller)
+        pin = self.parse(protocol.parse_pin_request, self.request.body)
+        await self._pin(self.store.pin, result_id, pin.ref, caller)
 
     async def delete(self, result_id):
         caller = self.require_caller()
-        await self._pin(self.store.unpin, result_id, self._ref(self.get_argument("ref", None)), caller)
+        pin = self.parse(protocol.parse_pin_request, {"ref": self.get_argument("ref", None)})
+        await self._pin(self.store.unpin, result_id, pin.ref, caller)
 
     async def _pin(self, action, result_id, ref, caller):
         try:
