@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import sys
 
+from jupyterhub_civis import envvars
+
 SERVER_TOKEN_DEFAULT = ["users:activity!user", "access:servers!server"]
 
 
@@ -72,8 +74,8 @@ def declare_service(
         "display": True,
         "oauth_no_confirm": True,
         "environment": {
-            **({"CIVIS_SERVICE_DATA_DIR": data_dir} if data_dir else {}),
-            **({"CIVIS_SERVICE_HANDOFF_SOCKET": handoff_socket} if handoff_socket else {}),
+            **({envvars.SERVICE_DATA_DIR: data_dir} if data_dir else {}),
+            **({envvars.SERVICE_HANDOFF_SOCKET: handoff_socket} if handoff_socket else {}),
             **(environment or {}),
         },
     }
@@ -114,10 +116,10 @@ def declare_service(
     for section in _spawner_sections(c, "environment"):
         env = _get(section, "environment")
         env = dict(env) if isinstance(env, dict) else {}
-        env["CIVIS_SERVICE_URL"] = url.rstrip("/") + f"/services/{name}/"
+        env[envvars.SERVICE_URL] = url.rstrip("/") + f"/services/{name}/"
         if handoff_socket:
-            env["CIVIS_SERVICE_HANDOFF_SOCKET"] = handoff_socket
+            env[envvars.SERVICE_HANDOFF_SOCKET] = handoff_socket
         else:  # a later declaration replaces an earlier one entirely
-            env.pop("CIVIS_SERVICE_HANDOFF_SOCKET", None)
+            env.pop(envvars.SERVICE_HANDOFF_SOCKET, None)
         section.environment = env
     return service
