@@ -91,6 +91,16 @@ class ServiceStore(LoggingConfigurable, ResultStore, metaclass=_TraitsAndABCMeta
         "an upload or download may take longer in total.",
     ).tag(config=True)
 
+    server_name = Unicode(
+        help="""The named server this store runs in, recorded with its pins so that
+        "My queries" can say which server's notebook holds a result ("": the
+        default server). Default: $JUPYTERHUB_SERVER_NAME.""",
+    ).tag(config=True)
+
+    @default("server_name")
+    def _default_server_name(self):
+        return os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+
     connection = Unicode(
         "", help="The connection name recorded with results whose caller names none."
     ).tag(config=True)
@@ -182,6 +192,7 @@ class ServiceStore(LoggingConfigurable, ResultStore, metaclass=_TraitsAndABCMeta
             connection=connection or self.connection,
             rows=rows,
             pins=sorted(set(pins)),
+            server=self.server_name,
         )
         r = self.http.post(  # a file body: sent in blocks with its Content-Length
             self._url("api/results"),
@@ -297,7 +308,7 @@ class ServiceStore(LoggingConfigurable, ResultStore, metaclass=_TraitsAndABCMeta
         self._check(
             self.http.put(
                 self._url(f"api/results/{result_id}/pins"),
-                json={"ref": owner},
+                json={"ref": owner, "server": self.server_name},
                 timeout=self.timeout,
             )
         )

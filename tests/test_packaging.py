@@ -29,6 +29,8 @@ def test_wheel_contains_every_package_folder(tmp_path):
         for module in modules:
             assert f"{package}/{module.as_posix()}" in names, f"{source}/{module} not in wheel"
     assert "jupyterhub_civis/spawner/templates/options_form.html" in names
+    for data in ("templates/queries.html", "hub_templates/page.html", "static/queries.js"):
+        assert f"jupyterhub_civis/service/{data}" in names, data
     assert any(n.endswith("jupyter_server_config.d/jupyterhub_civis.json") for n in names)
     assert not [n for n in names if n.startswith(("spawner/", "query_cache/", "tests/"))]
 

@@ -32,7 +32,7 @@ from jupyterhub_civis.service.auth import identify
 from jupyterhub_civis.service.handlers.base import NotFoundHandler, log_request
 from jupyterhub_civis.service.handoff import HandoffServer
 from jupyterhub_civis.service.metrics import Metrics
-from jupyterhub_civis.service.pages import make_jinja
+from jupyterhub_civis.service.pages import STATIC, StaticFiles, make_jinja
 from jupyterhub_civis.service.store import DurableStore
 
 
@@ -245,6 +245,10 @@ class CivisService(Application):
             metrics=self.metrics,
             executor=self.executor,
             jinja=make_jinja(),
+            menu=handlers.menu(self.service_prefix),
+            static_path=STATIC,
+            static_url_prefix=self.service_prefix + "static/",
+            static_handler_class=StaticFiles,
             service_prefix=self.service_prefix,
             max_result_bytes=self.max_result_bytes,
             after_commit=self.schedule_maintenance,

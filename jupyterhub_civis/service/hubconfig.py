@@ -13,6 +13,9 @@ What it grants:
   own tokens and browser can reach the service — only their own results;
 - every server's ``$JUPYTERHUB_API_TOKEN``: the same access, on top of the
   default server token scopes, so the query-cache extension can store results;
+- the hub's pages: the Services menu says "My queries" (``hub_templates/page.html``
+  added to ``JupyterHub.template_paths``; an operator's own ``page.html`` listed
+  earlier wins);
 - every server's environment: ``$CIVIS_SERVICE_URL`` (the service's URL with its
   prefix), the default base URL of ``ServiceStore``, and with ``handoff_socket``
   ``$CIVIS_SERVICE_HANDOFF_SOCKET``.
@@ -26,9 +29,14 @@ Calling it again (e.g. after a later config file replaced ``services``) is safe.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from jupyterhub_civis import envvars
+
+#: JupyterHub templates of the bundle (kept in sync with ``pages.HUB_TEMPLATES``; this
+#: module is imported by hub config files and stays free of the service's imports)
+HUB_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_templates")
 
 SERVER_TOKEN_DEFAULT = ["users:activity!user", "access:servers!server"]
 
@@ -72,6 +80,7 @@ def declare_service(
         "url": url,
         "command": [sys.executable, "-m", "jupyterhub_civis.cli", "service", *(args or [])],
         "display": True,
+        "info": {"display_name": "My queries"},
         "oauth_no_confirm": True,
         "environment": {
             **({envvars.SERVICE_DATA_DIR: data_dir} if data_dir else {}),
@@ -93,6 +102,11 @@ def declare_service(
     elif access not in user_role.setdefault("scopes", ["self"]):
         user_role["scopes"].append(access)
     c.JupyterHub.load_roles = roles
+
+    # the hub's pages label the service "My queries" in their Services menu
+    paths = list(_get(c.JupyterHub, "template_paths") or [])
+    if HUB_TEMPLATES not in paths:
+        c.JupyterHub.template_paths = [*paths, HUB_TEMPLATES]
 
     # the explicit admin scope: declared, granted to nobody (assign it in a role)
     custom = _get(c.JupyterHub, "custom_scopes")

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 NOT_FOUND = "result not found"
 
 SQL_EXCERPT_CHARS = 4000
+#: Pins one result may hold: notebooks (and their copies) that depend on it.
+MAX_PINS_PER_RESULT = 256
 
 
 def owner_of_caller(model: dict | None) -> str | None:

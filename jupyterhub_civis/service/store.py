@@ -51,6 +51,10 @@ class UploadLost(Exception):
     """The upload was declared stale and cleaned up before it could commit."""
 
 
+class TooManyPins(Exception):
+    """A result holds ``policy.MAX_PINS_PER_RESULT`` pins already."""
+
+
 @dataclass
 class ResultInfo:
     id: str
@@ -62,11 +66,17 @@ class ResultInfo:
     size: int
     created: float
     last_access: float
-    pins: list[str] = field(default_factory=list)
+    #: [{"ref": notebook, "server": named server ("" = default)}], by ref
+    pinned_by: list[dict] = field(default_factory=list)
+
+    @property
+    def pins(self) -> list[str]:
+        return [pin["ref"] for pin in self.pinned_by]
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
         d.pop("owner")
+        d["pins"] = self.pins
         return d
 
 
@@ -202,9 +212,11 @@ class DurableStore:
         connection: str,
         rows: int,
         pins: list[str] = (),
+        server: str = "",
     ) -> ResultInfo:
-        """Make the upload a result; ``pins`` (notebook refs) are recorded in the same
-        transaction, so eviction can never take the result before its notebooks pin it."""
+        """Make the upload a result; ``pins`` (notebook refs, in named server ``server``)
+        are recorded in the same transaction, so eviction can never take the result
+        before its notebooks pin it."""
         upload.close()
         now = time.time()
         with self.session.begin() as s:
@@ -224,12 +236,12 @@ class DurableStore:
             )
             s.add(row)
             s.flush()  # the result row first: pins reference it
-            refs = sorted(set(pins))
-            s.add_all(Pin(result_id=upload.id, ref=ref, created=now) for ref in refs)
-        return self._info(row, refs)
+            pinned_by = [{"ref": ref, "server": server} for ref in sorted(set(pins))]
+            s.add_all(Pin(result_id=upload.id, created=now, **pin) for pin in pinned_by)
+        return self._info(row, pinned_by)
 
     # -- reads
-    def _info(self, row: Result, pins: list[str]) -> ResultInfo:
+    def _info(self, row: Result, pinned_by: list[dict]) -> ResultInfo:
         return ResultInfo(
             row.id,
             row.owner,
@@ -240,7 +252,7 @@ class DurableStore:
             row.size,
             row.created,
             row.last_access,
-            sorted(pins),
+            sorted(pinned_by, key=lambda pin: pin["ref"]),
         )
 
     def _owned(self, s: Session, owner: str | None, result_id: str, admin=False) -> Result:
@@ -251,13 +263,12 @@ class DurableStore:
             raise NotFound()
         return row
 
-    def _pins(self, s: Session, ids: list[str]) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {i: [] for i in ids}
+    def _pins(self, s: Session, ids: list[str]) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {i: [] for i in ids}
         if ids:
-            for rid, ref in s.execute(
-                sa.select(Pin.result_id, Pin.ref).where(Pin.result_id.in_(ids))
-            ):
-                out[rid].append(ref)
+            query = sa.select(Pin.result_id, Pin.ref, Pin.server).where(Pin.result_id.in_(ids))
+            for rid, ref, server in s.execute(query):
+                out[rid].append({"ref": ref, "server": server})
         return out
 
     def get(
@@ -296,11 +307,23 @@ class DurableStore:
             return [self._info(r, pins[r.id]) for r in rows]
 
     # -- pins / delete
-    def pin(self, owner: str | None, result_id: str, ref: str, admin=False) -> ResultInfo:
+    def pin(
+        self, owner: str | None, result_id: str, ref: str, admin=False, server: str = ""
+    ) -> ResultInfo:
+        """Pin (again) from notebook ``ref`` in named server ``server``; a result holds at
+        most ``policy.MAX_PINS_PER_RESULT`` pins (``TooManyPins``)."""
         with self.session.begin() as s:
             self._owned(s, owner, result_id, admin)
-            if s.get(Pin, (result_id, ref)) is None:
-                s.add(Pin(result_id=result_id, ref=ref, created=time.time()))
+            existing = s.get(Pin, (result_id, ref))
+            if existing is not None:
+                existing.server = server
+            else:
+                held = s.scalar(
+                    sa.select(sa.func.count()).select_from(Pin).where(Pin.result_id == result_id)
+                )
+                if held >= policy.MAX_PINS_PER_RESULT:
+                    raise TooManyPins()
+                s.add(Pin(result_id=result_id, ref=ref, server=server, created=time.time()))
         return self.get(owner, result_id, touch=False, admin=admin)
 
     def unpin(self, owner: str | None, result_id: str, ref: str, admin=False) -> ResultInfo:

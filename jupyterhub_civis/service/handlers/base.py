@@ -1,5 +1,5 @@
-"""What every handler of the service shares: the caller's identity, errors
-without details, an access log that never shows a query string."""
+"""What every handler of the service shares: the caller's identity, security
+headers, errors without details, logs that never show a query string."""
 
 from __future__ import annotations
 
@@ -17,8 +17,33 @@ from jupyterhub_civis.service.auth import ANONYMOUS, Caller, identify
 
 log = logging.getLogger("jupyterhub_civis.service")
 
-class ErrorsAsJSON:
-    """Errors as ``{"status", "message"}``: an ``HTTPError``'s message, no details otherwise."""
+#: For responses that are data, not pages: nothing may load, frame or submit them.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+class SafeResponses:
+    """What every response of the service gets: security headers (errors included —
+    tornado calls ``set_default_headers`` again when it clears a response for an
+    error), errors as ``{"status", "message"}`` without details, and log lines that
+    show the request's path only (a ``?token=`` stays out of the log)."""
+
+    content_security_policy = API_CSP
+
+    def set_default_headers(self):
+        self.set_header("Content-Security-Policy", self.content_security_policy)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("Cache-Control", "no-store")
+
+    def log_exception(self, typ, value, tb):
+        # tornado's own logs request.uri, and with it any query string
+        where = f"{self.request.method} {self.request.path}"
+        if isinstance(value, web.HTTPError):
+            if value.log_message:
+                log.warning("%d %s: %s", value.status_code, where, value.log_message)
+        else:
+            log.error("uncaught exception in %s", where, exc_info=(typ, value, tb))
 
     def write_error(self, status_code, **kwargs):
         self.set_header("Content-Type", "application/json")
@@ -31,7 +56,7 @@ class ErrorsAsJSON:
         return self._reason
 
 
-class BaseHandler(ErrorsAsJSON, HubOAuthenticated, web.RequestHandler):
+class BaseHandler(SafeResponses, HubOAuthenticated, web.RequestHandler):
     """Identifies the caller once per request (``self.caller``), before the method runs."""
 
     caller: Caller = ANONYMOUS
@@ -100,7 +125,7 @@ class APIHandler(BaseHandler):
         self.finish(json.dumps(obj))
 
 
-class NotFoundHandler(ErrorsAsJSON, web.RequestHandler):
+class NotFoundHandler(SafeResponses, web.RequestHandler):
     """Anything no route matches (``default_handler_class``)."""
 
     def prepare(self):

@@ -13,10 +13,10 @@ import prometheus_client as prom
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 
-from jupyterhub_civis.service.handlers.base import ErrorsAsJSON, log
+from jupyterhub_civis.service.handlers.base import SafeResponses, log
 
 
-class OpsHandler(ErrorsAsJSON, web.RequestHandler):
+class OpsHandler(SafeResponses, web.RequestHandler):
     async def in_pool(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(
             self.settings["executor"], fn, *args
@@ -42,7 +42,7 @@ class MetricsHandler(OpsHandler):
         self.finish(body)
 
 
-class OAuthCallback(HubOAuthCallbackHandler):
+class OAuthCallback(SafeResponses, HubOAuthCallbackHandler):
     @property
     def hub_auth(self):
         return self.settings["hub_auth"]

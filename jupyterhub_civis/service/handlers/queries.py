@@ -18,9 +18,7 @@ class QueriesPage(PageHandler):
     async def get(self):
         owner = self.require_user()
         infos = await self.run(self.store.list, owner)
-        self.render_page(
-            "queries.html", user=owner, results=infos, message=self.get_argument("message", "")
-        )
+        self.render_page("queries.html", results=infos, message=self.get_argument("message", ""))
 
 
 class DeleteResult(PageHandler):
@@ -35,6 +33,9 @@ class DeleteResult(PageHandler):
             raise web.HTTPError(409, "This result is pinned by a notebook.") from None
         self.redirect(self.settings["service_prefix"])
 
+
+#: (label, path under the service prefix): the page in the Services menu
+MENU = [("My queries", "")]
 
 #: (path under the service prefix, handler); "" is the prefix itself
 ROUTES = [

@@ -20,7 +20,7 @@ from jupyterhub_civis import protocol
 from jupyterhub_civis.protocol import RESULT_HEADER
 from jupyterhub_civis.service import policy
 from jupyterhub_civis.service.handlers.base import APIHandler
-from jupyterhub_civis.service.store import NotFound, Pinned, UploadLost
+from jupyterhub_civis.service.store import NotFound, Pinned, TooManyPins, UploadLost
 
 CHUNK = 1 << 20
 RESULT_ID = r"([^/]+)"
@@ -52,9 +52,7 @@ class ResultsHandler(APIHandler):
         if protocol.arrow_media_type(upload.head, upload.tail, upload.size) is None:
             raise web.HTTPError(400, "the body is not a complete Arrow IPC stream or file")
         try:
-            info = await self.run(
-                self.store.commit_upload, upload, **self._meta.model_dump(exclude={"server"})
-            )
+            info = await self.run(self.store.commit_upload, upload, **self._meta.model_dump())
         except UploadLost:
             raise web.HTTPError(409, "upload took too long and was discarded; retry") from None
         self.committed = True
@@ -159,16 +157,25 @@ class PinsHandler(APIHandler):
     async def put(self, result_id):
         caller = self.require_caller()
         pin = self.parse(protocol.parse_pin_request, self.request.body)
-        await self._pin(self.store.pin, result_id, pin.ref, caller)
+        try:
+            info = await self.run(
+                self.store.pin, caller.user, result_id, pin.ref, caller.admin, pin.server
+            )
+        except NotFound:
+            raise self.not_found() from None
+        except TooManyPins:
+            raise web.HTTPError(
+                409,
+                f"the result holds {policy.MAX_PINS_PER_RESULT} pins, the most it may; "
+                "unpin notebooks that no longer need it",
+            ) from None
+        self.write_json(info.to_json())
 
     async def delete(self, result_id):
         caller = self.require_caller()
         pin = self.parse(protocol.parse_pin_request, {"ref": self.get_argument("ref", None)})
-        await self._pin(self.store.unpin, result_id, pin.ref, caller)
-
-    async def _pin(self, action, result_id, ref, caller):
         try:
-            info = await self.run(action, caller.user, result_id, ref, caller.admin)
+            info = await self.run(self.store.unpin, caller.user, result_id, pin.ref, caller.admin)
         except NotFound:
             raise self.not_found() from None
         self.write_json(info.to_json())
