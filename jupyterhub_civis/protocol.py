@@ -118,6 +118,20 @@ class PinRequest(_Strict):
     server: ServerName = ""
 
 
+#: Largest number of results one listing returns.
+MAX_LIST_LIMIT = 10_000
+
+
+class ListQuery(BaseModel):
+    """Query arguments of ``GET api/results`` (text, hence not strict)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: Annotated[str, StringConstraints(max_length=MAX_KEY_CHARS)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT)] | None = None
+    user: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+
+
 def _validate(model: type[BaseModel], raw: str | bytes | dict, root: str):
     """``raw`` (JSON text, or already-decoded values) as ``model``; ``InvalidInput`` naming
     the offending field otherwise. JSON is decoded by pydantic's parser, which refuses
@@ -140,6 +154,10 @@ def parse_upload_header(raw: str | None) -> UploadHeader:
 def parse_pin_request(raw: bytes | dict | None) -> PinRequest:
     """A pin request from a JSON body, or from query arguments given as a dict."""
     return _validate(PinRequest, raw or b"{}", "body" if not isinstance(raw, dict) else "")
+
+
+def parse_list_query(arguments: dict[str, str]) -> ListQuery:
+    return _validate(ListQuery, arguments, "")
 
 
 # ---------------------------------------------------------------- same-host handoff

@@ -174,7 +174,7 @@ def start_hub(state_dir: Path, extra_config: str = "", env: dict | None = None) 
         # the local config's services and roles (the civis service) stay
         f"c.JupyterHub.services.append({{'name': 'civis-tests', 'api_token': {TEST_TOKEN!r}}})\n"
         "c.JupyterHub.load_roles.append({'name': 'civis-tests', 'services': ['civis-tests'],\n"
-        "  'scopes': ['admin:users', 'admin:servers', 'access:servers', 'tokens', 'read:users']})\n"
+        "  'scopes': ['admin:users', 'admin:servers', 'access:servers', 'tokens', 'read:users', 'admin:groups']})\n"
         + extra_config
     )
     env = {

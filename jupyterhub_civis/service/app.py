@@ -27,7 +27,7 @@ from traitlets import Dict, Float, Int, Unicode, default
 from traitlets.config import Application
 
 from jupyterhub_civis import envvars
-from jupyterhub_civis.service import handlers
+from jupyterhub_civis.service import handlers, policy
 from jupyterhub_civis.service.auth import identify
 from jupyterhub_civis.service.handlers.base import NotFoundHandler, log_request
 from jupyterhub_civis.service.handoff import HandoffServer
@@ -110,8 +110,30 @@ class CivisService(Application):
 
     max_total_bytes = Int(
         0,
-        help="""Retention size budget in bytes over all users' results; least recently
-        used unpinned results are evicted beyond it. 0: no size limit.""",
+        help="""Retention size budget in bytes over all users' results. Beyond it, the
+        least recently used unpinned results of the user who stores the most bytes are
+        evicted first (one user's heavy use never evicts everyone else's results).
+        0: no total limit (each user is still held to ``max_user_bytes``).""",
+    ).tag(config=True)
+
+    max_user_bytes = Int(
+        10 << 30,
+        help="""Bytes of stored results each Hub user may keep (default 10 GiB); 0: no
+        per-user limit. An upload that does not fit evicts the user's *own* least
+        recently used unpinned results first; if their pinned results leave no room,
+        it is refused with 413 and a message saying what to unpin or delete. Checked
+        at every upload (concurrent uploads of one user may overshoot briefly).
+        ``group_max_user_bytes`` overrides it for Hub groups.""",
+    ).tag(config=True)
+
+    group_max_user_bytes = Dict(
+        value_trait=Int(),
+        help="""Per-Hub-group overrides of ``max_user_bytes``, e.g.
+        ``{"analysts": 50 * 2**30, "admins": 0}``: a user in several listed groups
+        gets the largest (0: no limit). Group membership comes from the caller's Hub
+        token, which must be allowed to read it (``read:users:groups!user``: user
+        API tokens by default, server tokens through ``declare_service``); a token
+        that may not gets ``max_user_bytes``.""",
     ).tag(config=True)
 
     max_age = Float(
@@ -214,6 +236,10 @@ class CivisService(Application):
         self.metrics = Metrics(self.store)
         self.hub_auth = HubOAuth(parent=self, api_url=os.environ.get("JUPYTERHUB_API_URL", ""))
 
+    def user_budget(self, groups) -> int | None:
+        """The byte budget of a user in Hub ``groups`` (None: unlimited)."""
+        return policy.user_budget(groups, self.max_user_bytes, self.group_max_user_bytes)
+
     def run_in_pool(self, fn, *args, **kwargs):
         call = functools.partial(fn, *args, **kwargs)
         return asyncio.get_running_loop().run_in_executor(self.executor, call)
@@ -251,6 +277,7 @@ class CivisService(Application):
             static_handler_class=StaticFiles,
             service_prefix=self.service_prefix,
             max_result_bytes=self.max_result_bytes,
+            user_budget=self.user_budget,
             after_commit=self.schedule_maintenance,
             cookie_secret=self.cookie_secret,
             log_function=log_request,
@@ -301,7 +328,8 @@ class CivisService(Application):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        server = HTTPServer(self.make_app(), max_body_size=self.max_result_bytes, xheaders=True)
+        # small bodies by default; the upload handler raises its own request's limit
+        server = HTTPServer(self.make_app(), max_body_size=1 << 20, xheaders=True)
         server.listen(self.port, self.ip)
         self.log.info(
             "civis service on http://%s:%d%s (blobs: %s)",

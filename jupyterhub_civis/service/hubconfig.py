@@ -12,7 +12,9 @@ What it grants:
 - every user: ``access:services!service=civis`` (the ``user`` role), so a user's
   own tokens and browser can reach the service — only their own results;
 - every server's ``$JUPYTERHUB_API_TOKEN``: the same access, on top of the
-  default server token scopes, so the query-cache extension can store results;
+  default server token scopes, so the query-cache extension can store results,
+  and ``read:users:groups!user`` (the user's own groups), so per-group quotas
+  apply to what servers store;
 - the hub's pages: the Services menu says "My queries" (``hub_templates/page.html``
   added to ``JupyterHub.template_paths``; an operator's own ``page.html`` listed
   earlier wins);
@@ -39,6 +41,8 @@ from jupyterhub_civis import envvars
 HUB_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_templates")
 
 SERVER_TOKEN_DEFAULT = ["users:activity!user", "access:servers!server"]
+#: lets the service see the user's groups in a server token's identity (per-group quotas)
+READ_OWN_GROUPS = "read:users:groups!user"
 
 
 def _get(section, name):
@@ -122,8 +126,9 @@ def declare_service(
     for section in _spawner_sections(c, "server_token_scopes"):
         scopes = _get(section, "server_token_scopes")
         scopes = list(scopes) if isinstance(scopes, list) else list(SERVER_TOKEN_DEFAULT)
-        if access not in scopes:
-            scopes.append(access)
+        for scope in (access, READ_OWN_GROUPS):
+            if scope not in scopes:
+                scopes.append(scope)
         section.server_token_scopes = scopes
 
     # where servers (the query-cache extension, ServiceStore) reach the service

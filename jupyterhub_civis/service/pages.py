@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import jinja2
 from tornado import web
 
+from jupyterhub_civis.service import policy
 from jupyterhub_civis.service.handlers.base import BaseHandler, SafeResponses
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,7 +58,7 @@ def make_jinja() -> jinja2.Environment:
     )
     env = jinja2.Environment(loader=loader, autoescape=True)
     env.filters["age"] = age
-    env.filters["size"] = size
+    env.filters["size"] = policy.format_bytes
     env.filters["count"] = count
     return env
 
@@ -147,14 +148,6 @@ def age(ts: float, now: float) -> str:
         if s >= n:
             return f"{s // n} {unit} ago"
     return f"{s} s ago"
-
-
-def size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def count(n: int) -> str:

@@ -63,3 +63,52 @@ def stale_uploads(
 ) -> list[str]:
     """Uploads (id, last heartbeat) whose writer stopped reporting: a crashed replica's leftovers."""
     return [uid for uid, beat in uploads if now - beat > stale_after]
+
+
+# ---------------------------------------------------------------- quotas
+
+def user_budget(groups, default: int, group_budgets: dict[str, int]) -> int | None:
+    """A user's byte budget: the largest override of the Hub groups they are in, else
+    ``default``. 0 (as default or override) means no limit: ``None``."""
+    overrides = [group_budgets[g] for g in groups if g in group_budgets]
+    if not overrides:
+        return default or None
+    if 0 in overrides:
+        return None
+    return max(overrides)
+
+
+def upload_refusal(size: int, *, max_result_bytes: int, budget: int | None) -> str | None:
+    """Why an upload of ``size`` bytes (declared, or received so far) is refused; None if
+    it may go on."""
+    if max_result_bytes and size > max_result_bytes:
+        return (
+            f"a result may be at most {format_bytes(max_result_bytes)} "
+            f"(the service's max_result_bytes); this one has {format_bytes(size)}"
+        )
+    if budget is not None and size > budget:
+        return (
+            f"this result ({format_bytes(size)}) is larger than your quota of "
+            f"{format_bytes(budget)} for stored results"
+        )
+    return None
+
+
+def quota_refusal(*, used: int, pinned: int, needed: int, budget: int) -> str:
+    """The 413 message when a user's own unpinned results cannot make room."""
+    return (
+        f"your stored results take {format_bytes(used)} of your quota of "
+        f"{format_bytes(budget)} ({format_bytes(pinned)} of it pinned by notebooks), and "
+        f"this result needs {format_bytes(needed)} more: delete or unpin results on "
+        "the My queries page, or ask for a larger quota"
+    )
+
+
+def format_bytes(n: int) -> str:
+    """``1536`` → ``1.5 KiB``."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")

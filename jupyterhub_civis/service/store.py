@@ -51,6 +51,17 @@ class UploadLost(Exception):
     """The upload was declared stale and cleaned up before it could commit."""
 
 
+@dataclass(frozen=True)
+class Room:
+    """What ``make_room`` achieved: whether the bytes fit, what the owner keeps stored
+    (and how much of it is pinned), and which results it evicted."""
+
+    ok: bool
+    used: int
+    pinned: int
+    evicted: list[str]
+
+
 class TooManyPins(Exception):
     """A result holds ``policy.MAX_PINS_PER_RESULT`` pins already."""
 
@@ -341,24 +352,22 @@ class DurableStore:
         self._delete_blob(result_id)
 
     # -- retention and cleanup
-    def evict(self) -> list[str]:
-        """Apply the size/age budget (LRU); pinned results are never evicted."""
-        if not (self.max_total_bytes or self.max_age):
-            return []
+    def _candidates(self, owner: str | None = None) -> list[Candidate]:
+        """Every committed result (or ``owner``'s) as the retention rule sees it."""
+        query = sa.select(Result.id, Result.owner, Result.size, Result.created, Result.last_access)
+        if owner is not None:
+            query = query.where(Result.owner == owner)
+        pins = sa.select(Pin.result_id).distinct()
+        if owner is not None:
+            pins = pins.join(Result, Result.id == Pin.result_id).where(Result.owner == owner)
         with self.session() as s:
-            pinned = set(s.scalars(sa.select(Pin.result_id).distinct()))
-            entries = [
-                Candidate(r.id, r.size, r.created, r.last_access, r.id in pinned)
-                for r in s.execute(
-                    sa.select(Result.id, Result.size, Result.created, Result.last_access)
-                )
+            pinned = set(s.scalars(pins))
+            return [
+                Candidate(r.id, r.size, r.created, r.last_access, r.id in pinned, r.owner)
+                for r in s.execute(query)
             ]
-        victims = choose_evictions(
-            entries,
-            max_bytes=self.max_total_bytes or None,
-            max_age=self.max_age or None,
-            now=time.time(),
-        )
+
+    def _evict(self, victims: list[str]) -> list[str]:
         evicted = []
         for rid in victims:
             with self.session.begin() as s:
@@ -373,6 +382,34 @@ class DurableStore:
                 self._delete_blob(rid)
                 evicted.append(rid)
         return evicted
+
+    def evict(self) -> list[str]:
+        """Apply the size/age budget over all users (``retention``: the largest user's
+        least recently used results first); pinned results are never evicted."""
+        if not (self.max_total_bytes or self.max_age):
+            return []
+        victims = choose_evictions(
+            self._candidates(),
+            max_bytes=self.max_total_bytes or None,
+            max_age=self.max_age or None,
+            now=time.time(),
+        )
+        return self._evict(victims)
+
+    def make_room(self, owner: str, needed: int, budget: int | None) -> Room:
+        """Evict ``owner``'s own least recently used unpinned results until ``needed``
+        more bytes fit in the owner's ``budget`` (None: no budget)."""
+        if budget is None:
+            return Room(True, 0, 0, [])
+        entries = self._candidates(owner)
+        evicted = []
+        if needed <= budget:
+            victims = choose_evictions(entries, max_bytes=budget - needed, max_age=None, now=0)
+            evicted = self._evict(victims)
+        kept = [e for e in entries if e.result_id not in set(evicted)]
+        used = sum(e.size for e in kept)
+        pinned = sum(e.size for e in kept if e.pinned)
+        return Room(used + needed <= budget, used, pinned, evicted)
 
     def cleanup(self) -> list[str]:
         """Delete stale uploads and blobs that belong to no committed result or live upload."""

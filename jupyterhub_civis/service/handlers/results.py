@@ -31,6 +31,7 @@ class ResultsHandler(APIHandler):
     upload = None
     committed = False
     _pending = None
+    _received = 0
 
     async def prepare(self):
         await super().prepare()
@@ -38,11 +39,46 @@ class ResultsHandler(APIHandler):
             return
         owner = self.require_user()
         self._meta = self.parse(protocol.parse_upload_header, self.request.headers.get(RESULT_HEADER))
-        self.request.connection.set_max_body_size(self.settings["max_result_bytes"])
+        self._budget = self.settings["user_budget"](self.caller.groups)
+        declared = int(self.request.headers.get("Content-Length", 0))
+        self._refuse_if_too_large(declared)
+        room = await self.run(self.store.make_room, owner, declared, self._budget)
+        self._count_evictions(room)
+        if not room.ok:
+            raise web.HTTPError(413, self._quota_message(room, declared))
+        # tornado's own limit (a 400 that closes the connection) only past ours (a 413)
+        self.request.connection.set_max_body_size(self.settings["max_result_bytes"] + (1 << 20))
         self.upload = await self.run(self.store.begin_upload, owner)
 
+    def _refuse_if_too_large(self, size: int) -> None:
+        refusal = policy.upload_refusal(
+            size, max_result_bytes=self.settings["max_result_bytes"], budget=self._budget
+        )
+        if refusal:
+            raise web.HTTPError(413, refusal)
+
+    def _quota_message(self, room, needed: int) -> str:
+        return policy.quota_refusal(
+            used=room.used, pinned=room.pinned, needed=needed, budget=self._budget
+        )
+
+    def _count_evictions(self, room) -> None:
+        if room.evicted:
+            self.metrics.evictions.inc(len(room.evicted))
+
     async def data_received(self, chunk):
-        if self.upload is None:
+        if self.upload is None or self._finished:
+            return
+        self._received += len(chunk)
+        try:
+            self._refuse_if_too_large(self._received)
+            if self.upload.size < protocol.ARROW_PREFIX_BYTES:
+                head = self.upload.head + bytes(chunk[: protocol.ARROW_PREFIX_BYTES])
+                if not protocol.arrow_prefix_ok(head):
+                    raise web.HTTPError(400, "the body is not an Arrow IPC stream or file")
+        except web.HTTPError as e:  # answer now: the rest of the body is never read
+            self.log_exception(type(e), e, None)
+            self.send_error(e.status_code, exc_info=(type(e), e, None))
             return
         self._pending = self.run(self.upload.write, chunk)
         await self._pending
@@ -51,6 +87,11 @@ class ResultsHandler(APIHandler):
         upload = self.upload
         if protocol.arrow_media_type(upload.head, upload.tail, upload.size) is None:
             raise web.HTTPError(400, "the body is not a complete Arrow IPC stream or file")
+        if "Content-Length" not in self.request.headers:  # a chunked body: now its size is known
+            room = await self.run(self.store.make_room, upload.owner, upload.size, self._budget)
+            self._count_evictions(room)
+            if not room.ok:
+                raise web.HTTPError(413, self._quota_message(room, upload.size))
         try:
             info = await self.run(self.store.commit_upload, upload, **self._meta.model_dump())
         except UploadLost:
@@ -61,17 +102,16 @@ class ResultsHandler(APIHandler):
         self.write_json(info.to_json(), 201)
 
     async def get(self):
-        owner = self.get_argument("user", None)
+        query = self.parse(
+            protocol.parse_list_query,
+            {k: self.get_argument(k) for k in ("key", "limit", "user") if self.get_argument(k, None)},
+        )
+        owner = query.user
         if owner is None:
             owner = self.require_user()
         elif not self.caller.admin and owner != self.caller.user:
             raise web.HTTPError(403, f"listing another user's results needs {policy.ADMIN_SCOPE}")
-        key = self.get_argument("key", None)
-        try:
-            limit = int(self.get_argument("limit", "0")) or None
-        except ValueError:
-            raise web.HTTPError(400, "limit must be an integer") from None
-        infos = await self.run(self.store.list, owner, key, limit)
+        infos = await self.run(self.store.list, owner, query.key, query.limit)
         self.write_json({"results": [i.to_json() for i in infos]})
 
     def _abort(self):
