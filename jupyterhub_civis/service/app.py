@@ -23,7 +23,7 @@ from jupyterhub.services.auth import HubOAuth
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
-from traitlets import Dict, Float, Int, Unicode, default
+from traitlets import Dict, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
 from jupyterhub_civis import envvars
@@ -33,7 +33,7 @@ from jupyterhub_civis.service.handlers.base import NotFoundHandler, log_request
 from jupyterhub_civis.service.handoff import HandoffServer
 from jupyterhub_civis.service.metrics import Metrics
 from jupyterhub_civis.service.pages import STATIC, StaticFiles, make_jinja
-from jupyterhub_civis.service.store import DurableStore
+from jupyterhub_civis.service.store import DurableStore, private_dir
 
 
 def _service_url():
@@ -214,13 +214,41 @@ class CivisService(Application):
     def _default_handoff_socket(self):
         return os.environ.get(envvars.SERVICE_HANDOFF_SOCKET, "")
 
+    handoff_socket_mode = Int(
+        0o600,
+        help="""Permission bits of the handoff socket (default ``0o600``: the service's OS
+        user only, as in the local deployment where servers run as that user). Where
+        servers run as other OS users (Docker), give them a group that owns the
+        socket's folder (setgid) and use ``0o660``; never a mode other users may write.""",
+    ).tag(config=True)
+
+    @validate("handoff_socket_mode")
+    def _no_world_access(self, proposal):
+        if proposal.value & 0o007:
+            raise TraitError(
+                f"handoff_socket_mode {proposal.value:#o} lets every local user connect; "
+                "use 0o600, or 0o660 with a group of the servers' OS users"
+            )
+        return proposal.value
+
+    handoff_max_connections = Int(
+        64,
+        help="""Handoff connections served at once; more wait in the kernel's backlog until
+        one ends (each connection holds a file descriptor).""",
+    ).tag(config=True)
+
+    handoff_idle_timeout = Float(
+        10,
+        help="Seconds a handoff connection may take to send its request before it is closed.",
+    ).tag(config=True)
+
 
     def initialize(self, argv=None):
         self.parse_command_line(argv)
         if self.config_file:
             self.load_config_file(self.config_file)
             self.parse_command_line(argv)  # the command line wins over the file
-        os.makedirs(self.data_dir, exist_ok=True)
+        private_dir(self.data_dir)
         self.store = DurableStore(
             self.db_url,
             self.blob_url,
@@ -260,6 +288,9 @@ class CivisService(Application):
             run=self.run_in_pool,
             on_served=self.metrics.handoff_served,
             log=self.log,
+            mode=self.handoff_socket_mode,
+            max_connections=self.handoff_max_connections,
+            idle_timeout=self.handoff_idle_timeout,
         )
 
     def make_app(self) -> web.Application:

@@ -91,8 +91,36 @@ class ResultInfo:
         return d
 
 
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def private_dir(path: str) -> None:
+    """Create ``path`` (and parents) if needed; make it the service's alone, whatever the umask."""
+    os.makedirs(path, mode=PRIVATE_DIR, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR)
+
+
+def private_file(path: str, flags: int = os.O_RDONLY) -> int:
+    """Open (creating) ``path`` readable by the service alone, whatever the umask."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return fd
+
+
+def _private_sqlite(db_url: str) -> None:
+    """The SQLite file (its -wal and -shm files get its mode from SQLite) is private."""
+    path = sa.engine.make_url(db_url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    os.close(private_file(path))
+    for companion in (path + "-wal", path + "-shm"):
+        if os.path.exists(companion):
+            os.chmod(companion, PRIVATE_FILE)
+
+
 def make_engine(db_url: str) -> sa.Engine:
     if db_url.startswith("sqlite"):
+        _private_sqlite(db_url)
         engine = sa.create_engine(db_url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
@@ -117,7 +145,12 @@ class BlobUpload:
         self.size = 0
         self.head = b""
         self.tail = b""
-        self._file = store.fs.open(store.blob_path(upload_id), "wb")
+        path = store.blob_path(upload_id)
+        if store.blobs_are_local:
+            fd = private_file(path, os.O_WRONLY | os.O_TRUNC)
+            self._file = os.fdopen(fd, "wb")
+        else:
+            self._file = store.fs.open(path, "wb")
         self._last_beat = time.monotonic()
 
     def write(self, chunk: bytes) -> None:
@@ -135,11 +168,10 @@ class BlobUpload:
         if f is None:
             return
         self._file = None
-        raw = getattr(f, "f", None)  # fsspec LocalFileOpener: the real file
-        if raw is not None and hasattr(raw, "fileno"):
+        if self.store.blobs_are_local:
             f.flush()
-            os.fsync(raw.fileno())
-        f.close()
+            os.fsync(f.fileno())
+        f.close()  # an object store's upload completes here
 
     def abort(self) -> None:
         try:
@@ -172,10 +204,13 @@ class DurableStore:
         self.session = sessionmaker(self.engine, expire_on_commit=False)
         self.fs, self.root = fsspec.core.url_to_fs(blob_url, **(storage_options or {}))
         self.root = self.root.rstrip("/")
-        try:
-            self.fs.makedirs(self.root, exist_ok=True)
-        except Exception:  # e.g. a bucket that exists but that we may not create
-            log.debug("could not create %s", self.root, exc_info=True)
+        if self.blobs_are_local:
+            private_dir(self.root)
+        else:
+            try:
+                self.fs.makedirs(self.root, exist_ok=True)
+            except Exception:  # e.g. a bucket that exists but that we may not create
+                log.debug("could not create %s", self.root, exc_info=True)
         self.max_total_bytes = max_total_bytes
         self.max_age = max_age
         self.upload_stale_after = upload_stale_after

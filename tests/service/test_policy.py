@@ -1,5 +1,7 @@
 """The service's pure rules, tested directly."""
 
+import pytest
+
 from jupyterhub_civis.service import policy
 
 
@@ -133,3 +135,14 @@ def test_eviction_takes_from_the_largest_user_first():
         "a1",
         "b3",
     ]
+
+
+def test_a_handoff_socket_every_local_user_may_use_is_refused():
+    from traitlets import TraitError
+
+    from jupyterhub_civis.service.app import CivisService
+
+    assert CivisService(handoff_socket_mode=0o660).handoff_socket_mode == 0o660
+    for bad in (0o666, 0o602, 0o777):
+        with pytest.raises(TraitError, match="every local user"):
+            CivisService(handoff_socket_mode=bad)
