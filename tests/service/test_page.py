@@ -122,18 +122,27 @@ def test_my_queries_is_a_hub_page_in_chromium(service_hub, browser, tmp_path):
     assert page.csp_violations == []
 
 
-def test_no_other_site_may_frame_the_page(service_hub, browser):
+def test_no_page_may_frame_it_not_even_one_on_the_hubs_origin(service_hub, browser):
+    """Any page on the hub's origin (a notebook's output, another service) could frame
+    "My queries" with the user's cookies and trick a click on Delete."""
     user, token = service_hub.new_user("framed")
     rid = service_hub.client(token).put_ok()["id"]
-    page = logged_in_page(browser, service_hub.hub, user)
+    hub = service_hub.hub
+    page = logged_in_page(browser, hub, user)
     page.goto(service_hub.base)  # logged in to the service
     expect(page.locator(f"tr[data-result-id='{rid}']")).to_have_count(1)
 
-    page.goto("about:blank")
+    framing = f"{hub.url}/user/{user}/files/framing.html"  # a page on the hub's origin
+    page.route(
+        framing,
+        lambda route: route.fulfill(
+            content_type="text/html", body=f'<iframe id="f" src="{service_hub.base}"></iframe>'
+        ),
+    )
     with page.expect_event("framenavigated", lambda f: f.parent_frame is not None) as framed:
-        page.set_content(f'<iframe id="f" src="{service_hub.base}"></iframe>')
+        page.goto(framing)
     assert framed.value.url.startswith("chrome-error://")  # Chromium refused to show it
-    expect(page.frame_locator("#f").locator("#civis-page")).to_have_count(0)
+    expect(page.frame_locator("#f").locator("#results")).to_have_count(0)
     assert service_hub.client(token).get(rid).status_code == 200
 
 
