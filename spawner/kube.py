@@ -32,6 +32,7 @@ from prometheus_client import Histogram
 from traitlets import Bool, Dict, Enum, List, Unicode
 from traitlets.config import Config
 
+from jupyterhub_civis import envvars
 from jupyterhub_civis.protocol import IMAGE_DIGEST_ANNOTATION
 from jupyterhub_civis.spawner.base import CivisSpawner, SpawnRejected
 from jupyterhub_civis.spawner.catalog import Catalog
@@ -337,11 +338,11 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
     def get_env(self):
         env = super().get_env()
         if self.podinfo_mount_path:
-            env["CIVIS_PODINFO_DIR"] = self.podinfo_mount_path
+            env[envvars.PODINFO_DIR] = self.podinfo_mount_path
         if getattr(self, "_packages", ()):
             target = self._packages_target()
             env["PYTHONPATH"] = ":".join(p for p in (target, env.get("PYTHONPATH")) if p)
-            env["CIVIS_PACKAGES_DIR"] = target
+            env[envvars.PACKAGES_DIR] = target
         return env
 
     def _packages_target(self) -> str:
