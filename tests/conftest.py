@@ -1,8 +1,10 @@
-"""Fixtures: a real JupyterHub (config/local) shared by the session's hub tests, and a
-factory for hubs of a test's own (``HubRun`` underneath both)."""
+"""Fixtures: a real JupyterHub (config/local) shared by the session's hub tests, a
+factory for hubs of a test's own (``HubRun`` underneath both), and Chromium."""
+
+from pathlib import Path
 
 import pytest
-from civis_test_support import HubRun
+from civis_test_support import CHROMIUM, CHROMIUM_ARGS, HubRun
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +32,18 @@ def hub_factory(tmp_path):
     for run in runs:
         if run.hub is not None and run.hub.process.poll() is None:
             run.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium through Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make test` (it installs Debian's chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

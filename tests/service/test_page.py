@@ -3,25 +3,13 @@ HubOAuth login, XSRF-protected delete that asks first — in Chromium, through a
 
 import re
 import uuid
-from pathlib import Path
 
 import pytest
 from civis_service_support import arrow_stream
-from civis_test_support import CHROMIUM, CHROMIUM_ARGS, login
-from playwright.sync_api import expect, sync_playwright
+from civis_test_support import login
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub]
-
-
-@pytest.fixture
-def browser():
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def logged_in_page(browser, hub, user):
