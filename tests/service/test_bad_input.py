@@ -106,3 +106,17 @@ def test_a_foreign_body_is_refused_after_its_first_bytes(service_hub):
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert b"not an Arrow IPC stream or file" in answer
     assert service_hub.client(token).list() == []
+
+
+def test_a_result_holds_at_most_256_pins(service_hub):
+    from jupyterhub_civis.service.policy import MAX_PINS_PER_RESULT
+
+    _, token = service_hub.new_user("pins")
+    c = service_hub.client(token)
+    rid = c.put_ok()["id"]
+    for i in range(MAX_PINS_PER_RESULT):
+        assert c.pin(rid, f"nb{i}.ipynb").status_code == 200
+    assert c.pin(rid, "nb0.ipynb").status_code == 200  # pinned again: no new pin
+    r = c.pin(rid, "one-too-many.ipynb")
+    assert r.status_code == 409 and "unpin" in r.json()["message"]
+    assert len(c.request("GET", f"api/results/{rid}/info").json()["pins"]) == 256
