@@ -34,9 +34,11 @@ def hub_factory(tmp_path):
             run.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium through Playwright (never a downloaded browser)."""
+    """Debian's Chromium through Playwright (never a downloaded browser). Per module:
+    Playwright's sync API keeps an event loop running in this thread while it is open,
+    which tests that start their own loop must not meet."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():

@@ -34,14 +34,15 @@ def ids(client):
 
 
 def raw_upload_headers(sh, token, length) -> bytes:
-    """Send only an upload's headers (and no body); return the service's answer."""
+    """Send only an upload's headers, asking to go on (``Expect: 100-continue``) as a
+    client holding a large body does; return the service's answer."""
     meta = json.dumps({"key": "k", "rows": 1})
     with socket.create_connection(("127.0.0.1", sh.service_port), timeout=30) as s:
         s.sendall(
             (
                 f"POST /services/civis/api/results HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 f"Authorization: token {token}\r\nX-Civis-Result: {meta}\r\n"
-                f"Content-Length: {length}\r\n\r\n"
+                f"Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
             ).encode()
         )
         return s.recv(65536)

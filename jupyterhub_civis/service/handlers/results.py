@@ -26,72 +26,109 @@ CHUNK = 1 << 20
 RESULT_ID = r"([^/]+)"
 
 
+#: A refused upload's body is read (and dropped) to its end before the refusal is sent,
+#: as long as no more than this many bytes of it remain: a proxy in between (the hub's)
+#: turns an answer that cuts a body off into a 503. A larger body, or a client that sent
+#: ``Expect: 100-continue``, gets the answer at once.
+DRAIN_LIMIT = 64 << 20
+
+
 @web.stream_request_body
 class ResultsHandler(APIHandler):
     upload = None
     committed = False
     _pending = None
     _received = 0
+    _refusal: web.HTTPError | None = None  # answered once the body has been read
+    _drained = 0
 
     async def prepare(self):
         await super().prepare()
         if self.request.method != "POST":
             return
         owner = self.require_user()
-        self._meta = self.parse(protocol.parse_upload_header, self.request.headers.get(RESULT_HEADER))
+        header = self.request.headers.get(RESULT_HEADER)
+        self._meta = self.parse(protocol.parse_upload_header, header)
         self._budget = self.settings["user_budget"](self.caller.groups)
-        declared = int(self.request.headers.get("Content-Length", 0))
-        self._refuse_if_too_large(declared)
-        room = await self.run(self.store.make_room, owner, declared, self._budget)
-        self._count_evictions(room)
-        if not room.ok:
-            raise web.HTTPError(413, self._quota_message(room, declared))
+        declared = self.request.headers.get("Content-Length")
+        self._declared = int(declared) if declared is not None else None
+        refusal = self._too_large(self._declared or 0)
+        if refusal is None:
+            room = await self.run(self.store.make_room, owner, self._declared or 0, self._budget)
+            refusal = self._no_room(room, self._declared or 0)
         # tornado's own limit (a 400 that closes the connection) only past ours (a 413)
-        self.request.connection.set_max_body_size(self.settings["max_result_bytes"] + (1 << 20))
+        # and a refused body's drain
+        limit = self.settings["max_result_bytes"] + DRAIN_LIMIT + (1 << 20)
+        self.request.connection.set_max_body_size(limit)
+        if refusal is not None:
+            if not self._answer_after_body(refusal):
+                raise refusal
+            return
         self.upload = await self.run(self.store.begin_upload, owner)
 
-    def _refuse_if_too_large(self, size: int) -> None:
+    def _too_large(self, size: int) -> web.HTTPError | None:
         refusal = policy.upload_refusal(
             size, max_result_bytes=self.settings["max_result_bytes"], budget=self._budget
         )
-        if refusal:
-            raise web.HTTPError(413, refusal)
+        return web.HTTPError(413, refusal) if refusal else None
 
-    def _quota_message(self, room, needed: int) -> str:
-        return policy.quota_refusal(
-            used=room.used, pinned=room.pinned, needed=needed, budget=self._budget
-        )
-
-    def _count_evictions(self, room) -> None:
+    def _no_room(self, room, needed: int) -> web.HTTPError | None:
         if room.evicted:
             self.metrics.evictions.inc(len(room.evicted))
+        if room.ok:
+            return None
+        message = policy.quota_refusal(
+            used=room.used, pinned=room.pinned, needed=needed, budget=self._budget
+        )
+        return web.HTTPError(413, message)
+
+    def _answer_after_body(self, refusal: web.HTTPError) -> bool:
+        """Drop the upload; True if ``refusal`` waits until the rest of a small body is
+        read (and dropped), False if it must be answered at once."""
+        self._abort()
+        remaining = None if self._declared is None else self._declared - self._received
+        expects = self.request.headers.get("Expect", "").lower() == "100-continue"
+        if expects or (remaining is not None and remaining > DRAIN_LIMIT):
+            return False
+        self._refusal = refusal  # post() answers it; a chunked body may still outgrow the drain
+        return True
+
+    def _answer_now(self, refusal: web.HTTPError) -> None:
+        self.log_exception(type(refusal), refusal, None)
+        self.send_error(refusal.status_code, exc_info=(type(refusal), refusal, None))
 
     async def data_received(self, chunk):
-        if self.upload is None or self._finished:
+        if self._finished:
+            return
+        if self._refusal is not None:  # refused: the rest of the body is read and dropped
+            self._drained += len(chunk)
+            if self._drained > DRAIN_LIMIT:
+                self._answer_now(self._refusal)
             return
         self._received += len(chunk)
-        try:
-            self._refuse_if_too_large(self._received)
-            if self.upload.size < protocol.ARROW_PREFIX_BYTES:
-                head = self.upload.head + bytes(chunk[: protocol.ARROW_PREFIX_BYTES])
-                if not protocol.arrow_prefix_ok(head):
-                    raise web.HTTPError(400, "the body is not an Arrow IPC stream or file")
-        except web.HTTPError as e:  # answer now: the rest of the body is never read
-            self.log_exception(type(e), e, None)
-            self.send_error(e.status_code, exc_info=(type(e), e, None))
+        refusal = self._too_large(self._received)
+        if refusal is None and self.upload.size < protocol.ARROW_PREFIX_BYTES:
+            head = self.upload.head + bytes(chunk[: protocol.ARROW_PREFIX_BYTES])
+            if not protocol.arrow_prefix_ok(head):
+                refusal = web.HTTPError(400, "the body is not an Arrow IPC stream or file")
+        if refusal is not None:
+            if not self._answer_after_body(refusal):
+                self._answer_now(refusal)
             return
         self._pending = self.run(self.upload.write, chunk)
         await self._pending
 
     async def post(self):
+        if self._refusal is not None:
+            raise self._refusal
         upload = self.upload
         if protocol.arrow_media_type(upload.head, upload.tail, upload.size) is None:
             raise web.HTTPError(400, "the body is not a complete Arrow IPC stream or file")
-        if "Content-Length" not in self.request.headers:  # a chunked body: now its size is known
+        if self._declared is None:  # a chunked body: now its size is known
             room = await self.run(self.store.make_room, upload.owner, upload.size, self._budget)
-            self._count_evictions(room)
-            if not room.ok:
-                raise web.HTTPError(413, self._quota_message(room, upload.size))
+            refusal = self._no_room(room, upload.size)
+            if refusal is not None:
+                raise refusal
         try:
             info = await self.run(self.store.commit_upload, upload, **self._meta.model_dump())
         except UploadLost:
