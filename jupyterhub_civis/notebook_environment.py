@@ -19,9 +19,11 @@ import inspect
 import json
 import os
 
-ENV_VAR = "CIVIS_ENVIRONMENT_JSON"
-PODINFO_VAR = "CIVIS_PODINFO_DIR"
-DIGEST_ANNOTATION = "jupyterhub-civis/image-digest"
+from jupyterhub_civis import envvars
+from jupyterhub_civis.protocol import IMAGE_DIGEST_ANNOTATION as DIGEST_ANNOTATION
+
+ENV_VAR = envvars.ENVIRONMENT_JSON
+PODINFO_VAR = envvars.PODINFO_DIR
 RECORDED_KEYS = ("name", "id", "image", "packages")
 
 

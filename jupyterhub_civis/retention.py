@@ -1,9 +1,11 @@
 """Which stored results to evict (pure; no I/O).
 
 One rule for every result store of the bundle (the server's query cache and the
-Hub service): expired results go first, then the least recently used until the
-total fits. A pinned result is never chosen, even if the budget cannot be met
-without it.
+Hub service): expired results go first, then — until the total fits — the least
+recently used result of the owner who holds the most bytes, so one user's heavy
+use evicts that user's results before anyone else's. A store with one owner
+(the server's query cache) gets plain LRU. A pinned result is never chosen,
+even if the budget cannot be met without it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class Candidate:
     created: float
     last_access: float
     pinned: bool
+    owner: str = ""
 
 
 def choose_evictions(
@@ -35,13 +38,27 @@ def choose_evictions(
         else:
             remaining.append(e)
     if max_bytes is not None:
-        total = sum(e.size for e in remaining)
-        unpinned = sorted(
-            (e for e in remaining if not e.pinned), key=lambda e: (e.last_access, e.created)
-        )
-        for e in unpinned:
-            if total <= max_bytes:
-                break
-            chosen.append(e.result_id)
-            total -= e.size
+        chosen += _largest_owner_first(remaining, max_bytes)
+    return chosen
+
+
+def _largest_owner_first(entries: list[Candidate], max_bytes: int) -> list[str]:
+    total = sum(e.size for e in entries)
+    held: dict[str, int] = {}
+    queues: dict[str, list[Candidate]] = {}
+    for e in entries:
+        held[e.owner] = held.get(e.owner, 0) + e.size
+        if not e.pinned:
+            queues.setdefault(e.owner, []).append(e)
+    for queue in queues.values():
+        queue.sort(key=lambda e: (e.last_access, e.created), reverse=True)  # LRU last
+    chosen = []
+    while total > max_bytes and queues:
+        owner = max(queues, key=lambda o: (held[o], -queues[o][-1].last_access))
+        e = queues[owner].pop()
+        if not queues[owner]:
+            del queues[owner]
+        chosen.append(e.result_id)
+        total -= e.size
+        held[owner] -= e.size
     return chosen

@@ -12,14 +12,15 @@ import os
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import ensure_async
-from traitlets import Dict, Enum, Float, Int, Unicode, default
+from traitlets import Dict, Enum, Float, Int, Type, Unicode, default
 
+from jupyterhub_civis import envvars
 from jupyterhub_civis.query_cache import modes
 from jupyterhub_civis.query_cache.handlers import handlers
+from jupyterhub_civis.query_cache.local_store import LocalStore
 from jupyterhub_civis.query_cache.manager import QueryManager
 from jupyterhub_civis.query_cache.pins import merge_pins
-from jupyterhub_civis.query_cache.service_store import ServiceStore
-from jupyterhub_civis.query_cache.store import LocalStore, ResultStore
+from jupyterhub_civis.query_cache.store import ResultStore
 from jupyterhub_civis.query_cache.tiered_store import TieredStore
 from jupyterhub_civis.query_cache.warehouse import Connection, PostgresExecution
 
@@ -59,8 +60,8 @@ class QueryCache(ExtensionApp):
 
     @default("store_dir")
     def _default_store_dir(self):
-        if os.environ.get("CIVIS_QUERY_CACHE_DIR"):
-            return os.environ["CIVIS_QUERY_CACHE_DIR"]
+        if os.environ.get(envvars.QUERY_CACHE_DIR):
+            return os.environ[envvars.QUERY_CACHE_DIR]
         user = os.environ.get("JUPYTERHUB_USER") or "local"
         return os.path.join(jupyter_data_dir(), "civis-query-cache", user)
 
@@ -121,25 +122,32 @@ class QueryCache(ExtensionApp):
 
     @default("service_url")
     def _default_service_url(self):
-        return os.environ.get("CIVIS_SERVICE_URL", "")
+        return os.environ.get(envvars.SERVICE_URL, "")
 
-    def _make_store(self) -> ResultStore:
-        local = LocalStore(
-            self.store_dir,
-            max_total_bytes=self.max_store_bytes or None,
-            max_age=self.max_store_age or None,
-        )
-        token = os.environ.get("JUPYTERHUB_API_TOKEN")
-        if not (self.service_url and token):
-            return local
-        return TieredStore(local, ServiceStore(self.service_url, token), log=self.log)
+    store_class = Type(
+        klass=ResultStore,
+        help="""The result store (a ``jupyterhub_civis.query_cache.store.ResultStore``
+        subclass, or its import name), built with its ``from_extension(this app)``.
+
+        Default: ``TieredStore`` (``store_dir`` as hot tier over the civis service)
+        when ``service_url`` is set and the server has a Hub token
+        ($JUPYTERHUB_API_TOKEN), else ``LocalStore`` (``store_dir`` alone).
+        ``ServiceStore`` keeps nothing locally. The service client's own settings
+        are ``c.ServiceStore.<trait>``.""",
+    ).tag(config=True)
+
+    @default("store_class")
+    def _default_store_class(self):
+        if self.service_url and os.environ.get("JUPYTERHUB_API_TOKEN"):
+            return TieredStore
+        return LocalStore
 
     def initialize_settings(self):
         connections = {
             name: Connection.from_config(name, value) for name, value in self.connections.items()
         }
         PostgresExecution.batch_size_hint_bytes = self.postgres_batch_size_hint_bytes
-        self.store = self._make_store()
+        self.store = self.store_class.from_extension(self)
         serverapp = self.serverapp
         self.manager = QueryManager(
             store=self.store,

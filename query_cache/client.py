@@ -27,6 +27,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from jupyterhub_civis import envvars
+
 FINAL = ("done", "failed", "cancelled")
 
 
@@ -52,10 +54,10 @@ def _runtime_dir() -> str:
 
 
 def find_server(environ=os.environ) -> ServerInfo:
-    if environ.get("CIVIS_QUERY_CACHE_URL"):
+    if environ.get(envvars.QUERY_CACHE_URL):
         return ServerInfo(
-            environ["CIVIS_QUERY_CACHE_URL"].rstrip("/") + "/",
-            environ.get("CIVIS_QUERY_CACHE_TOKEN", ""),
+            environ[envvars.QUERY_CACHE_URL].rstrip("/") + "/",
+            environ.get(envvars.QUERY_CACHE_TOKEN, ""),
         )
     if environ.get("JUPYTERHUB_SERVICE_URL") and environ.get("JUPYTERHUB_API_TOKEN"):
         return ServerInfo(

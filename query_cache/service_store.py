@@ -15,7 +15,6 @@ that); the owner of every result is the Hub user that token belongs to.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import socket
@@ -24,13 +23,22 @@ from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 import requests
+from traitlets import Float, Unicode, default
+from traitlets.config import LoggingConfigurable
 
+from jupyterhub_civis import envvars
+from jupyterhub_civis.protocol import (
+    ARROW_FILE,
+    ARROW_FILE_PREAMBLE,
+    ARROW_STREAM,
+    RESULT_HEADER,
+    HandoffRequest,
+    UploadHeader,
+    valid_result_id,
+)
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
-from jupyterhub_civis.service.policy import ARROW_FILE, ARROW_STREAM, valid_result_id
 
-ARROW_FILE_MAGIC_LEN = 8  # "ARROW1" + padding; a stream follows, ended by EOS
 COPY_CHUNK = 4 << 20
-log = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
@@ -39,35 +47,84 @@ class ServiceError(Exception):
         self.status = status
 
 
-class ServiceStore(ResultStore):
-    def __init__(
-        self,
-        base_url: str | None = None,
-        token: str | None = None,
-        *,
-        connection: str = "",
-        timeout: float = 300,
-        spool_dir: str | None = None,
-        handoff_socket: str | None = None,
-    ):
-        """``base_url``: the service's URL including its prefix, e.g.
-        ``http://127.0.0.1:8000/services/civis/`` (default: $CIVIS_SERVICE_URL).
-        ``handoff_socket``: the service's same-host handoff socket, tried before
-        HTTP by ``download_into`` (default: $CIVIS_SERVICE_HANDOFF_SOCKET)."""
-        base_url = base_url or os.environ.get("CIVIS_SERVICE_URL", "")
-        if not base_url:
-            raise ValueError("ServiceStore needs base_url or $CIVIS_SERVICE_URL")
-        self.base = base_url.rstrip("/") + "/"
-        token = token or os.environ.get("JUPYTERHUB_API_TOKEN", "")
+class _TraitsAndABCMeta(type(LoggingConfigurable), type(ResultStore)):
+    """A configurable that implements an abstract interface needs both metaclasses."""
+
+
+class ServiceStore(LoggingConfigurable, ResultStore, metaclass=_TraitsAndABCMeta):
+    """The client of the civis service's results API (``c.ServiceStore.<trait>``)."""
+
+    url = Unicode(
+        help="""The civis service's URL including its prefix, e.g.
+        ``http://127.0.0.1:8000/services/civis/``.
+
+        Default: $CIVIS_SERVICE_URL, which ``declare_service`` in the hub config
+        gives every server.""",
+    ).tag(config=True)
+
+    @default("url")
+    def _default_url(self):
+        return os.environ.get(envvars.SERVICE_URL, "")
+
+    token = Unicode(
+        help="""The Hub token the service identifies this server's user by; it needs the
+        scope ``access:services!service=civis``. Default: $JUPYTERHUB_API_TOKEN.""",
+    ).tag(config=True)
+
+    @default("token")
+    def _default_token(self):
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    handoff_socket = Unicode(
+        help="""The service's same-host handoff socket (a Unix socket path), tried before
+        HTTP when a result is fetched into the hot tier; empty: HTTP only.
+        Default: $CIVIS_SERVICE_HANDOFF_SOCKET.""",
+    ).tag(config=True)
+
+    @default("handoff_socket")
+    def _default_handoff_socket(self):
+        return os.environ.get(envvars.SERVICE_HANDOFF_SOCKET, "")
+
+    timeout = Float(
+        300,
+        help="Seconds to wait for the service to answer (connect and each read); "
+        "an upload or download may take longer in total.",
+    ).tag(config=True)
+
+    server_name = Unicode(
+        help="""The named server this store runs in, recorded with its pins so that
+        "My queries" can say which server's notebook holds a result ("": the
+        default server). Default: $JUPYTERHUB_SERVER_NAME.""",
+    ).tag(config=True)
+
+    @default("server_name")
+    def _default_server_name(self):
+        return os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+
+    connection = Unicode(
+        "", help="The connection name recorded with results whose caller names none."
+    ).tag(config=True)
+
+    spool_dir = Unicode(
+        None,
+        allow_none=True,
+        help="Folder for the temporary file a streamed ``put`` is spooled to before "
+        "upload. Default: the system's temporary folder.",
+    ).tag(config=True)
+
+    def __init__(self, url: str | None = None, token: str | None = None, **kwargs):
+        """``ServiceStore(url, token)`` or keyword traits; unset ones take their defaults."""
+        given = {"url": url, "token": token}
+        super().__init__(**{k: v for k, v in given.items() if v}, **kwargs)
+        if not self.url:
+            raise ValueError(f"ServiceStore needs a url or ${envvars.SERVICE_URL}")
+        self.base = self.url.rstrip("/") + "/"
         self.http = requests.Session()
-        self.http.headers["Authorization"] = f"token {token}"
-        self.token = token
-        self.connection = connection
-        self.timeout = timeout
-        self.spool_dir = spool_dir
-        if handoff_socket is None:
-            handoff_socket = os.environ.get("CIVIS_SERVICE_HANDOFF_SOCKET", "")
-        self.handoff_socket = handoff_socket
+        self.http.headers["Authorization"] = f"token {self.token}"
+
+    @classmethod
+    def from_extension(cls, extension) -> ServiceStore:
+        return cls(extension.service_url, parent=extension)
 
     def _url(self, path: str) -> str:
         return self.base + path
@@ -129,13 +186,18 @@ class ServiceStore(ResultStore):
             return self._upload(f, ARROW_FILE, key, rows, sql, connection, pins)
 
     def _upload(self, body, media_type, key, rows, sql, connection, pins=()) -> StoredResult:
-        meta = {"key": key, "sql": sql, "connection": connection or self.connection, "rows": rows}
-        if pins:
-            meta["pins"] = sorted(set(pins))
+        header = UploadHeader(
+            key=key,
+            sql=sql,
+            connection=connection or self.connection,
+            rows=rows,
+            pins=sorted(set(pins)),
+            server=self.server_name,
+        )
         r = self.http.post(  # a file body: sent in blocks with its Content-Length
             self._url("api/results"),
             data=body,
-            headers={"X-Civis-Result": json.dumps(meta), "Content-Type": media_type},
+            headers={RESULT_HEADER: header.header_value(), "Content-Type": media_type},
             timeout=self.timeout,
         )
         return self._result(self._check(r).json())
@@ -156,7 +218,7 @@ class ServiceStore(ResultStore):
         if r is None:
             raise ServiceError("civis service: 404 result not found", 404)
         if r.headers.get("Content-Type") == ARROW_FILE:
-            r.raw.read(ARROW_FILE_MAGIC_LEN)
+            r.raw.read(ARROW_FILE_PREAMBLE)
         return pa.ipc.open_stream(pa.PythonFile(r.raw, mode="r"))
 
     def download_into(self, result_id: str, pending) -> StoredResult | None:
@@ -167,7 +229,7 @@ class ServiceStore(ResultStore):
             try:
                 handed = self._handoff(result_id)
             except OSError as e:
-                log.debug("same-host handoff unavailable (%s); downloading", e)
+                self.log.debug("same-host handoff unavailable (%s); downloading", e)
             else:
                 if handed is None:
                     return None
@@ -182,7 +244,7 @@ class ServiceStore(ResultStore):
         if r is None:
             return None
         with r:
-            info = self._result(json.loads(r.headers["X-Civis-Result"]))
+            info = self._result(json.loads(r.headers[RESULT_HEADER]))
             if r.headers.get("Content-Type") == ARROW_FILE:
                 with open(pending.path, "wb") as f:
                     shutil.copyfileobj(r.raw, f, COPY_CHUNK)
@@ -209,7 +271,7 @@ class ServiceStore(ResultStore):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.timeout)
             sock.connect(self.handoff_socket)
-            sock.sendall((json.dumps({"token": self.token, "id": result_id}) + "\n").encode())
+            sock.sendall(HandoffRequest(token=self.token, id=result_id).line())
             data, fds = b"", []
             while not data.endswith(b"\n"):
                 chunk, more_fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
@@ -246,7 +308,7 @@ class ServiceStore(ResultStore):
         self._check(
             self.http.put(
                 self._url(f"api/results/{result_id}/pins"),
-                json={"ref": owner},
+                json={"ref": owner, "server": self.server_name},
                 timeout=self.timeout,
             )
         )

@@ -25,8 +25,9 @@ import uuid
 
 import requests
 
+from jupyterhub_civis.query_cache.local_store import LocalStore
 from jupyterhub_civis.query_cache.service_store import ServiceError, ServiceStore
-from jupyterhub_civis.query_cache.store import LocalStore, ResultStore, StoredResult
+from jupyterhub_civis.query_cache.store import ResultStore, StoredResult
 
 _SERVICE_DOWN = (ServiceError, requests.RequestException)
 
@@ -38,6 +39,14 @@ class TieredStore(ResultStore):
         self.log = log or logging.getLogger(__name__)
         self._fetch_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+
+    @classmethod
+    def from_extension(cls, extension) -> TieredStore:
+        return cls(
+            LocalStore.from_extension(extension),
+            ServiceStore.from_extension(extension),
+            log=extension.log,
+        )
 
     def _service_failed(self, action: str, error: Exception) -> None:
         self.log.warning("civis query cache: the result service failed to %s: %s", action, error)

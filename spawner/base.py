@@ -43,6 +43,7 @@ from tornado import web
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Configurable
 
+from jupyterhub_civis import envvars
 from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.spawner.catalog import Catalog, CatalogError, Environment, parse_catalog
 from jupyterhub_civis.spawner.form import form_message, render_options_form
@@ -435,12 +436,12 @@ class CivisSpawner(Configurable):
         if not record:
             return {}
         env = {
-            "CIVIS_ENVIRONMENT": record["name"],
-            "CIVIS_ENVIRONMENT_ID": record.get("id") or "",
-            "CIVIS_ENVIRONMENT_JSON": json.dumps(record, sort_keys=True),
+            envvars.ENVIRONMENT: record["name"],
+            envvars.ENVIRONMENT_ID: record.get("id") or "",
+            envvars.ENVIRONMENT_JSON: json.dumps(record, sort_keys=True),
         }
         if record.get("image"):
-            env["CIVIS_IMAGE"] = record["image"]
+            env[envvars.IMAGE] = record["image"]
         return env
 
     def get_env(self):

@@ -38,6 +38,8 @@ from prometheus_client import Histogram
 from traitlets import Bool, Dict, Enum, List, Unicode
 from traitlets.config import Config
 
+from jupyterhub_civis import envvars
+from jupyterhub_civis.protocol import IMAGE_DIGEST_ANNOTATION
 from jupyterhub_civis.spawner.base import CivisSpawner, SpawnRejected
 from jupyterhub_civis.spawner.catalog import Catalog, CatalogError
 from jupyterhub_civis.spawner.kube_config import default_environment, settings_view
@@ -62,7 +64,7 @@ from jupyterhub_civis.spawner.requirements import environment_id
 #: Annotation keys on every pod this spawner makes.
 ANNOTATION_ENVIRONMENT = "jupyterhub-civis/environment"
 ANNOTATION_IMAGE_ID = "jupyterhub-civis/image-id"
-ANNOTATION_IMAGE_DIGEST = "jupyterhub-civis/image-digest"
+ANNOTATION_IMAGE_DIGEST = IMAGE_DIGEST_ANNOTATION
 
 PACKAGES_INIT_CONTAINER = "civis-packages"
 PODINFO_VOLUME = "civis-podinfo"
@@ -390,11 +392,11 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
     def get_env(self):
         env = super().get_env()
         if self.podinfo_mount_path:
-            env["CIVIS_PODINFO_DIR"] = self.podinfo_mount_path
+            env[envvars.PODINFO_DIR] = self.podinfo_mount_path
         if getattr(self, "_packages", ()):
             target = self._packages_target()
             env["PYTHONPATH"] = ":".join(p for p in (target, env.get("PYTHONPATH")) if p)
-            env["CIVIS_PACKAGES_DIR"] = target
+            env[envvars.PACKAGES_DIR] = target
         return env
 
     def _packages_target(self) -> str:

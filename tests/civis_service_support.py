@@ -147,16 +147,20 @@ class ServiceProcess:
         self.proc = None
         self.base = f"http://127.0.0.1:{port}{PREFIX}"
 
-    def start(self):
+    def start(self, umask: int = -1):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub_civis.cli", "service", *self.args],
             env=self.env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            umask=umask,
         )
         wait_service(self.base, self.proc)
         return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc and self.proc.poll() is None:

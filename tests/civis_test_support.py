@@ -163,7 +163,9 @@ class Hub:
         return r.json()["token"]
 
 
-def start_hub(state_dir: Path, extra_config: str = "") -> Hub:
+def start_hub(state_dir: Path, extra_config: str = "", env: dict | None = None) -> Hub:
+    """A JupyterHub process with config/local plus ``extra_config`` (Python appended to
+    the config) and ``env`` (extra environment), answering on fresh ports."""
     state_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = state_dir / "test_config.py"
@@ -172,11 +174,12 @@ def start_hub(state_dir: Path, extra_config: str = "") -> Hub:
         # the local config's services and roles (the civis service) stay
         f"c.JupyterHub.services.append({{'name': 'civis-tests', 'api_token': {TEST_TOKEN!r}}})\n"
         "c.JupyterHub.load_roles.append({'name': 'civis-tests', 'services': ['civis-tests'],\n"
-        "  'scopes': ['admin:users', 'admin:servers', 'access:servers', 'tokens', 'read:users']})\n"
+        "  'scopes': ['admin:users', 'admin:servers', 'access:servers', 'tokens', 'read:users', 'admin:groups']})\n"
         + extra_config
     )
     env = {
         **os.environ,
+        **(env or {}),
         "CIVIS_STATE_DIR": str(state_dir),
         "CIVIS_HUB_PORT": str(port),
         "CIVIS_HUB_API_PORT": str(free_port()),
@@ -221,6 +224,39 @@ def stop_hub(hub: Hub) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(hub.process.pid, signal.SIGKILL)
             hub.process.wait()
+
+
+class HubRun:
+    """The one way tests run a hub: config/local + ``extra_config`` + ``env`` on one state
+    folder, started (``start`` or ``with``) and stopped as often as a test needs.
+    Stopping waits until every process the hub started has exited."""
+
+    def __init__(self, state_dir: Path, extra_config: str = "", env: dict | None = None):
+        self.state_dir = state_dir
+        self.extra_config = extra_config
+        self.env = env or {}
+        self.hub: Hub | None = None
+
+    def start(self) -> Hub:
+        require_tools()
+        self.hub = start_hub(self.state_dir, self.extra_config, self.env)
+        return self.hub
+
+    def stop(self) -> None:
+        if self.hub is None:
+            return
+        stop_hub(self.hub)
+        wait_for(
+            lambda: not processes_under(self.state_dir),
+            timeout=30,
+            message="every process of the hub to exit",
+        )
+
+    def __enter__(self) -> Hub:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def _stop_orphan_proxy(pid_file: Path) -> None:

@@ -8,22 +8,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from civis_test_support import CHROMIUM, CHROMIUM_ARGS
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub]
 
 SCREENSHOTS = Path(os.environ.get("CIVIS_SCREENSHOTS", "/tmp/civis-screenshots"))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make test` (it installs Debian's chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

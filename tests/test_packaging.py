@@ -29,6 +29,8 @@ def test_wheel_contains_every_package_folder(tmp_path):
         for module in modules:
             assert f"{package}/{module.as_posix()}" in names, f"{source}/{module} not in wheel"
     assert "jupyterhub_civis/spawner/templates/options_form.html" in names
+    for data in ("templates/queries.html", "hub_templates/page.html", "static/queries.js"):
+        assert f"jupyterhub_civis/service/{data}" in names, data
     assert any(n.endswith("jupyter_server_config.d/jupyterhub_civis.json") for n in names)
     assert not [n for n in names if n.startswith(("spawner/", "query_cache/", "tests/"))]
 
@@ -84,3 +86,45 @@ def test_check_config_command_reports_catalog_errors(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert '"python-tabulate"' in result.stdout
+
+
+def test_every_imported_library_is_a_declared_requirement():
+    """A library the bundle imports must be required by name (or by an extra), not
+    merely arrive with another requirement."""
+    import ast
+    import configparser
+    import re
+    from importlib.metadata import packages_distributions
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    lines = cfg["options"]["install_requires"].split()
+    for extra in cfg["options.extras_require"]:
+        if extra != "test":
+            lines += cfg["options.extras_require"][extra].split()
+    declared = {
+        re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0].lower().replace("_", "-")
+        for line in lines
+        if line and line[0].isalpha()
+    }
+    distributions = packages_distributions()
+    # the kernel client's modules run only inside a kernel, which brings them
+    in_every_kernel = {"IPython", "ipykernel"}
+    missing = set()
+    for folder in ("jupyterhub_civis", "spawner", "query_cache"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in sys.stdlib_module_names | in_every_kernel | {"jupyterhub_civis"}:
+                        continue
+                    dists = {d.lower().replace("_", "-") for d in distributions.get(top, [])}
+                    if not dists & declared:
+                        missing.add(f"{top} ({path.relative_to(ROOT)})")
+    assert not missing, sorted(missing)

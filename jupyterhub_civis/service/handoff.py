@@ -6,57 +6,100 @@ is wasted work: the service can pass the server an open, read-only file
 descriptor of the blob over a Unix socket (``SCM_RIGHTS``), and the server
 links or copies it into its hot tier inside the kernel.
 
-Protocol, one request per connection: the client sends one JSON line
-``{"token": <Hub token>, "id": <result id>}``; the service answers one JSON
-line ``{"status": 200, "result": {...}}`` with the descriptor attached, or
-``{"status": 403|404|400, "message": ...}`` without. Authorisation is exactly
-the HTTP API's: the token must carry the service's access scope, and only the
-token's own user's results are handed out ("not yours" and "missing" are the
-same 404). Nothing is ever written through this socket.
+Protocol (``jupyterhub_civis.protocol``), one request per connection: the
+client sends one JSON line ``{"token": <Hub token>, "id": <result id>}``
+(``HandoffRequest``); the service answers one JSON line (``handoff_reply``)
+``{"status": 200, "result": {...}}`` with the descriptor attached, or
+``{"status": 400|403|404|408|503, "message": ...}`` without. Authorisation is
+exactly the HTTP API's (``auth.identify``): the token must carry the service's
+access scope, and only the token's own user's results are handed out ("not
+yours" and "missing" are the same 404). Nothing is ever written through this
+socket.
+
+The socket is the service's own (mode ``0600`` unless configured otherwise),
+serves at most ``max_connections`` connections at once (more wait in the
+kernel's backlog), closes a connection that sends no request within
+``idle_timeout`` seconds, and keeps accepting after the process runs out of
+file descriptors (it logs, waits a moment and goes on).
 """
 
 from __future__ import annotations
 
 import array
 import asyncio
-import json
+import errno
 import os
 import socket
 
+from jupyterhub_civis.errors import InvalidInput
+from jupyterhub_civis.protocol import (
+    HANDOFF_MAX_REQUEST,
+    handoff_reply,
+    parse_handoff_request,
+    valid_result_id,
+)
 from jupyterhub_civis.service import policy
 from jupyterhub_civis.service.store import NotFound
 
-MAX_REQUEST = 16 * 1024
-REQUEST_TIMEOUT = 10
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
+#: accept() errors that mean "out of resources for now", not "socket broken"
+RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+RESOURCE_BACKOFF = 0.1  # seconds before accepting again after a resource error
 
 
 class HandoffServer:
-    def __init__(self, path: str, *, hub_auth, store, run, on_served, log):
+    def __init__(
+        self,
+        path: str,
+        *,
+        identify,
+        store,
+        run,
+        on_served,
+        log,
+        mode: int = 0o600,
+        max_connections: int = 64,
+        idle_timeout: float = 10,
+    ):
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:
             raise ValueError(
                 f"handoff_socket path is longer than {MAX_SOCKET_PATH} bytes "
                 f"(a Unix socket limit): {path}"
             )
         self.path = path
-        self.hub_auth = hub_auth
+        self.identify = identify  # async (token=…) -> Caller: the HTTP API's own check
         self.store = store
         self.run = run  # run a blocking call in the service's I/O pool
         self.on_served = on_served  # metrics callback: (status: int) -> None
         self.log = log
+        self.mode = mode
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self._sock: socket.socket | None = None
         self._task: asyncio.Task | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._exhausted = False  # logging state: one line per episode, not per attempt
 
     def start(self) -> None:
         if os.path.exists(self.path):
             os.unlink(self.path)  # a previous run's socket; nothing listens on it any more
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(self.path)
-        # who may connect is decided by the Hub token in the request, not by file modes
-        os.chmod(self.path, 0o666)
-        sock.listen(128)
+        # bind under a temporary name, set the mode, then rename: the socket never
+        # exists under its real name with the umask's permissions
+        staging = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            sock.bind(staging)
+            os.chmod(staging, self.mode)
+            sock.listen(128)
+            os.replace(staging, self.path)
+        except BaseException:
+            sock.close()
+            if os.path.exists(staging):
+                os.unlink(staging)
+            raise
         sock.setblocking(False)
         self._sock = sock
+        self._slots = asyncio.Semaphore(self.max_connections)
         self._task = asyncio.ensure_future(self._accept_loop())
 
     def stop(self) -> None:
@@ -72,21 +115,60 @@ class HandoffServer:
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            conn, _ = await loop.sock_accept(self._sock)
-            asyncio.ensure_future(self._serve(conn))
+            if self._slots.locked():
+                self.log.warning(
+                    "handoff: %d connections open (handoff_max_connections); "
+                    "new ones wait until one ends",
+                    self.max_connections,
+                )
+            await self._slots.acquire()
+            try:
+                conn, _ = await loop.sock_accept(self._sock)
+            except OSError as e:
+                self._slots.release()
+                if self._sock.fileno() == -1:
+                    return  # stopped
+                await self._accept_failed(e)
+                continue
+            if self._exhausted:
+                self._exhausted = False
+                self.log.warning("handoff: accepting connections again")
+            task = asyncio.ensure_future(self._serve(conn))
+            task.add_done_callback(lambda _: self._slots.release())
+
+    async def _accept_failed(self, e: OSError) -> None:
+        if e.errno in RESOURCE_ERRORS:
+            if not self._exhausted:
+                self._exhausted = True
+                self.log.warning(
+                    "handoff: cannot accept connections (%s); retrying every %.1f s",
+                    os.strerror(e.errno),
+                    RESOURCE_BACKOFF,
+                )
+        else:
+            self.log.error("handoff: accept failed: %s", e)
+        await asyncio.sleep(RESOURCE_BACKOFF)
 
     async def _serve(self, conn: socket.socket) -> None:
         status, fd = 500, None
         try:
-            request = await asyncio.wait_for(self._read_line(conn), REQUEST_TIMEOUT)
-            status, body, fd = await self._answer(request)
-        except (TimeoutError, OSError, ValueError) as e:
-            status, body = 400, {"status": 400, "message": f"bad request: {e}"}
+            request = await asyncio.wait_for(self._read_line(conn), self.idle_timeout)
+            status, line, fd = await self._answer(request)
+        except TimeoutError:
+            self.log.warning(
+                "handoff: closed a connection that sent no request in %.1f s", self.idle_timeout
+            )
+            status = 408
+            line = handoff_reply(408, message=f"no request within {self.idle_timeout:g} s")
+        except ValueError as e:
+            status, line = 400, handoff_reply(400, message=f"bad request: {e}")
+        except OSError as e:
+            self.log.warning("handoff: request failed: %s", e)
+            status, line = 503, handoff_reply(503, message="the service is busy; use HTTP")
         except Exception:
             self.log.exception("handoff request failed")
-            body = {"status": 500, "message": "internal error"}
+            line = handoff_reply(500, message="internal error")
         try:
-            line = (json.dumps(body) + "\n").encode()
             if fd is None:
                 conn.sendall(line)
             else:
@@ -108,34 +190,25 @@ class HandoffServer:
             if not chunk:
                 break
             data += chunk
-            if len(data) > MAX_REQUEST:
+            if len(data) > HANDOFF_MAX_REQUEST:
                 raise ValueError("request too large")
         return data.split(b"\n", 1)[0]
 
-    async def _answer(self, raw: bytes) -> tuple[int, dict, int | None]:
+    async def _answer(self, raw: bytes) -> tuple[int, bytes, int | None]:
         try:
-            request = json.loads(raw)
-            token, result_id = request["token"], request["id"]
-            if not isinstance(token, str) or not isinstance(result_id, str):
-                raise TypeError
-        except (ValueError, TypeError, KeyError):
-            return 400, {"status": 400, "message": 'send {"token": ..., "id": ...}'}, None
-        model = await self.hub_auth.user_for_token(token, sync=False) if token else None
-        allowed = (
-            model
-            if model and self.hub_auth.check_scopes(self.hub_auth.access_scopes, model)
-            else None
-        )
-        owner = policy.owner_of_caller(allowed)
+            request = parse_handoff_request(raw)
+        except InvalidInput as e:
+            return 400, handoff_reply(400, message=str(e)), None
+        owner = (await self.identify(token=request.token)).user
         if owner is None:
             message = "a Hub user token with access to this service is required"
-            return 403, {"status": 403, "message": message}, None
-        not_found = (404, {"status": 404, "message": policy.NOT_FOUND}, None)
-        if not policy.valid_result_id(result_id):
+            return 403, handoff_reply(403, message=message), None
+        not_found = (404, handoff_reply(404, message=policy.NOT_FOUND), None)
+        if not valid_result_id(request.id):
             return not_found
         try:
-            info = await self.run(self.store.get, owner, result_id, touch=True)
+            info = await self.run(self.store.get, owner, request.id, touch=True)
             fd = await self.run(self.store.open_local_blob, info.id)
         except (NotFound, FileNotFoundError):
             return not_found
-        return 200, {"status": 200, "result": info.to_json()}, fd
+        return 200, handoff_reply(200, result=info.to_json()), fd

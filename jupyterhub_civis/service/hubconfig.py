@@ -12,7 +12,12 @@ What it grants:
 - every user: ``access:services!service=civis`` (the ``user`` role), so a user's
   own tokens and browser can reach the service — only their own results;
 - every server's ``$JUPYTERHUB_API_TOKEN``: the same access, on top of the
-  default server token scopes, so the query-cache extension can store results;
+  default server token scopes, so the query-cache extension can store results,
+  and ``read:users:groups!user`` (the user's own groups), so per-group quotas
+  apply to what servers store;
+- the hub's pages: the Services menu says "My queries" (``hub_templates/page.html``
+  added to ``JupyterHub.template_paths``; an operator's own ``page.html`` listed
+  earlier wins);
 - every server's environment: ``$CIVIS_SERVICE_URL`` (the service's URL with its
   prefix), the default base URL of ``ServiceStore``, and with ``handoff_socket``
   ``$CIVIS_SERVICE_HANDOFF_SOCKET``.
@@ -26,9 +31,18 @@ Calling it again (e.g. after a later config file replaced ``services``) is safe.
 
 from __future__ import annotations
 
+import os
 import sys
 
+from jupyterhub_civis import envvars
+
+#: JupyterHub templates of the bundle (kept in sync with ``pages.HUB_TEMPLATES``; this
+#: module is imported by hub config files and stays free of the service's imports)
+HUB_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_templates")
+
 SERVER_TOKEN_DEFAULT = ["users:activity!user", "access:servers!server"]
+#: lets the service see the user's groups in a server token's identity (per-group quotas)
+READ_OWN_GROUPS = "read:users:groups!user"
 
 
 def _get(section, name):
@@ -70,10 +84,11 @@ def declare_service(
         "url": url,
         "command": [sys.executable, "-m", "jupyterhub_civis.cli", "service", *(args or [])],
         "display": True,
+        "info": {"display_name": "My queries"},
         "oauth_no_confirm": True,
         "environment": {
-            **({"CIVIS_SERVICE_DATA_DIR": data_dir} if data_dir else {}),
-            **({"CIVIS_SERVICE_HANDOFF_SOCKET": handoff_socket} if handoff_socket else {}),
+            **({envvars.SERVICE_DATA_DIR: data_dir} if data_dir else {}),
+            **({envvars.SERVICE_HANDOFF_SOCKET: handoff_socket} if handoff_socket else {}),
             **(environment or {}),
         },
     }
@@ -92,6 +107,11 @@ def declare_service(
         user_role["scopes"].append(access)
     c.JupyterHub.load_roles = roles
 
+    # the hub's pages label the service "My queries" in their Services menu
+    paths = list(_get(c.JupyterHub, "template_paths") or [])
+    if HUB_TEMPLATES not in paths:
+        c.JupyterHub.template_paths = [*paths, HUB_TEMPLATES]
+
     # the explicit admin scope: declared, granted to nobody (assign it in a role)
     custom = _get(c.JupyterHub, "custom_scopes")
     custom = dict(custom) if isinstance(custom, dict) else {}
@@ -106,18 +126,19 @@ def declare_service(
     for section in _spawner_sections(c, "server_token_scopes"):
         scopes = _get(section, "server_token_scopes")
         scopes = list(scopes) if isinstance(scopes, list) else list(SERVER_TOKEN_DEFAULT)
-        if access not in scopes:
-            scopes.append(access)
+        for scope in (access, READ_OWN_GROUPS):
+            if scope not in scopes:
+                scopes.append(scope)
         section.server_token_scopes = scopes
 
     # where servers (the query-cache extension, ServiceStore) reach the service
     for section in _spawner_sections(c, "environment"):
         env = _get(section, "environment")
         env = dict(env) if isinstance(env, dict) else {}
-        env["CIVIS_SERVICE_URL"] = url.rstrip("/") + f"/services/{name}/"
+        env[envvars.SERVICE_URL] = url.rstrip("/") + f"/services/{name}/"
         if handoff_socket:
-            env["CIVIS_SERVICE_HANDOFF_SOCKET"] = handoff_socket
+            env[envvars.SERVICE_HANDOFF_SOCKET] = handoff_socket
         else:  # a later declaration replaces an earlier one entirely
-            env.pop("CIVIS_SERVICE_HANDOFF_SOCKET", None)
+            env.pop(envvars.SERVICE_HANDOFF_SOCKET, None)
         section.environment = env
     return service

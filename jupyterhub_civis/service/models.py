@@ -42,6 +42,8 @@ class Pin(Base):
     )
     ref: Mapped[str] = mapped_column(sa.String(1024), primary_key=True)
     created: Mapped[float] = mapped_column(sa.Float)
+    #: the named server the pin was last made from ("" = the user's default server)
+    server: Mapped[str] = mapped_column(sa.String(255), default="", server_default="")
 
 
 class Upload(Base):

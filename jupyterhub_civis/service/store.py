@@ -29,6 +29,7 @@ import fsspec.implementations.local
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from jupyterhub_civis.protocol import valid_result_id
 from jupyterhub_civis.retention import Candidate, choose_evictions
 from jupyterhub_civis.service import policy
 from jupyterhub_civis.service.migrations import upgrade
@@ -50,6 +51,21 @@ class UploadLost(Exception):
     """The upload was declared stale and cleaned up before it could commit."""
 
 
+@dataclass(frozen=True)
+class Room:
+    """What ``make_room`` achieved: whether the bytes fit, what the owner keeps stored
+    (and how much of it is pinned), and which results it evicted."""
+
+    ok: bool
+    used: int
+    pinned: int
+    evicted: list[str]
+
+
+class TooManyPins(Exception):
+    """A result holds ``policy.MAX_PINS_PER_RESULT`` pins already."""
+
+
 @dataclass
 class ResultInfo:
     id: str
@@ -61,16 +77,50 @@ class ResultInfo:
     size: int
     created: float
     last_access: float
-    pins: list[str] = field(default_factory=list)
+    #: [{"ref": notebook, "server": named server ("" = default)}], by ref
+    pinned_by: list[dict] = field(default_factory=list)
+
+    @property
+    def pins(self) -> list[str]:
+        return [pin["ref"] for pin in self.pinned_by]
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
         d.pop("owner")
+        d["pins"] = self.pins
         return d
+
+
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def private_dir(path: str) -> None:
+    """Create ``path`` (and parents) if needed; make it the service's alone, whatever the umask."""
+    os.makedirs(path, mode=PRIVATE_DIR, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR)
+
+
+def private_file(path: str, flags: int = os.O_RDONLY) -> int:
+    """Open (creating) ``path`` readable by the service alone, whatever the umask."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return fd
+
+
+def _private_sqlite(db_url: str) -> None:
+    """The SQLite file (its -wal and -shm files get its mode from SQLite) is private."""
+    path = sa.engine.make_url(db_url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    os.close(private_file(path))
+    for companion in (path + "-wal", path + "-shm"):
+        if os.path.exists(companion):
+            os.chmod(companion, PRIVATE_FILE)
 
 
 def make_engine(db_url: str) -> sa.Engine:
     if db_url.startswith("sqlite"):
+        _private_sqlite(db_url)
         engine = sa.create_engine(db_url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
@@ -95,7 +145,12 @@ class BlobUpload:
         self.size = 0
         self.head = b""
         self.tail = b""
-        self._file = store.fs.open(store.blob_path(upload_id), "wb")
+        path = store.blob_path(upload_id)
+        if store.blobs_are_local:
+            fd = private_file(path, os.O_WRONLY | os.O_TRUNC)
+            self._file = os.fdopen(fd, "wb")
+        else:
+            self._file = store.fs.open(path, "wb")
         self._last_beat = time.monotonic()
 
     def write(self, chunk: bytes) -> None:
@@ -113,11 +168,10 @@ class BlobUpload:
         if f is None:
             return
         self._file = None
-        raw = getattr(f, "f", None)  # fsspec LocalFileOpener: the real file
-        if raw is not None and hasattr(raw, "fileno"):
+        if self.store.blobs_are_local:
             f.flush()
-            os.fsync(raw.fileno())
-        f.close()
+            os.fsync(f.fileno())
+        f.close()  # an object store's upload completes here
 
     def abort(self) -> None:
         try:
@@ -150,10 +204,13 @@ class DurableStore:
         self.session = sessionmaker(self.engine, expire_on_commit=False)
         self.fs, self.root = fsspec.core.url_to_fs(blob_url, **(storage_options or {}))
         self.root = self.root.rstrip("/")
-        try:
-            self.fs.makedirs(self.root, exist_ok=True)
-        except Exception:  # e.g. a bucket that exists but that we may not create
-            log.debug("could not create %s", self.root, exc_info=True)
+        if self.blobs_are_local:
+            private_dir(self.root)
+        else:
+            try:
+                self.fs.makedirs(self.root, exist_ok=True)
+            except Exception:  # e.g. a bucket that exists but that we may not create
+                log.debug("could not create %s", self.root, exc_info=True)
         self.max_total_bytes = max_total_bytes
         self.max_age = max_age
         self.upload_stale_after = upload_stale_after
@@ -161,7 +218,7 @@ class DurableStore:
 
     # -- blobs
     def blob_path(self, result_id: str) -> str:
-        if not policy.valid_result_id(result_id):  # never build a path from anything else
+        if not valid_result_id(result_id):  # never build a path from anything else
             raise ValueError("invalid result id")
         return f"{self.root}/{result_id}{SUFFIX}"
 
@@ -201,9 +258,11 @@ class DurableStore:
         connection: str,
         rows: int,
         pins: list[str] = (),
+        server: str = "",
     ) -> ResultInfo:
-        """Make the upload a result; ``pins`` (notebook refs) are recorded in the same
-        transaction, so eviction can never take the result before its notebooks pin it."""
+        """Make the upload a result; ``pins`` (notebook refs, in named server ``server``)
+        are recorded in the same transaction, so eviction can never take the result
+        before its notebooks pin it."""
         upload.close()
         now = time.time()
         with self.session.begin() as s:
@@ -223,12 +282,12 @@ class DurableStore:
             )
             s.add(row)
             s.flush()  # the result row first: pins reference it
-            refs = sorted(set(pins))
-            s.add_all(Pin(result_id=upload.id, ref=ref, created=now) for ref in refs)
-        return self._info(row, refs)
+            pinned_by = [{"ref": ref, "server": server} for ref in sorted(set(pins))]
+            s.add_all(Pin(result_id=upload.id, created=now, **pin) for pin in pinned_by)
+        return self._info(row, pinned_by)
 
     # -- reads
-    def _info(self, row: Result, pins: list[str]) -> ResultInfo:
+    def _info(self, row: Result, pinned_by: list[dict]) -> ResultInfo:
         return ResultInfo(
             row.id,
             row.owner,
@@ -239,24 +298,23 @@ class DurableStore:
             row.size,
             row.created,
             row.last_access,
-            sorted(pins),
+            sorted(pinned_by, key=lambda pin: pin["ref"]),
         )
 
     def _owned(self, s: Session, owner: str | None, result_id: str, admin=False) -> Result:
-        if not policy.valid_result_id(result_id):
+        if not valid_result_id(result_id):
             raise NotFound()
         row = s.get(Result, result_id)
         if row is None or not policy.may_read(row.owner, owner, admin):
             raise NotFound()
         return row
 
-    def _pins(self, s: Session, ids: list[str]) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {i: [] for i in ids}
+    def _pins(self, s: Session, ids: list[str]) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {i: [] for i in ids}
         if ids:
-            for rid, ref in s.execute(
-                sa.select(Pin.result_id, Pin.ref).where(Pin.result_id.in_(ids))
-            ):
-                out[rid].append(ref)
+            query = sa.select(Pin.result_id, Pin.ref, Pin.server).where(Pin.result_id.in_(ids))
+            for rid, ref, server in s.execute(query):
+                out[rid].append({"ref": ref, "server": server})
         return out
 
     def get(
@@ -295,11 +353,23 @@ class DurableStore:
             return [self._info(r, pins[r.id]) for r in rows]
 
     # -- pins / delete
-    def pin(self, owner: str | None, result_id: str, ref: str, admin=False) -> ResultInfo:
+    def pin(
+        self, owner: str | None, result_id: str, ref: str, admin=False, server: str = ""
+    ) -> ResultInfo:
+        """Pin (again) from notebook ``ref`` in named server ``server``; a result holds at
+        most ``policy.MAX_PINS_PER_RESULT`` pins (``TooManyPins``)."""
         with self.session.begin() as s:
             self._owned(s, owner, result_id, admin)
-            if s.get(Pin, (result_id, ref)) is None:
-                s.add(Pin(result_id=result_id, ref=ref, created=time.time()))
+            existing = s.get(Pin, (result_id, ref))
+            if existing is not None:
+                existing.server = server
+            else:
+                held = s.scalar(
+                    sa.select(sa.func.count()).select_from(Pin).where(Pin.result_id == result_id)
+                )
+                if held >= policy.MAX_PINS_PER_RESULT:
+                    raise TooManyPins()
+                s.add(Pin(result_id=result_id, ref=ref, server=server, created=time.time()))
         return self.get(owner, result_id, touch=False, admin=admin)
 
     def unpin(self, owner: str | None, result_id: str, ref: str, admin=False) -> ResultInfo:
@@ -317,24 +387,22 @@ class DurableStore:
         self._delete_blob(result_id)
 
     # -- retention and cleanup
-    def evict(self) -> list[str]:
-        """Apply the size/age budget (LRU); pinned results are never evicted."""
-        if not (self.max_total_bytes or self.max_age):
-            return []
+    def _candidates(self, owner: str | None = None) -> list[Candidate]:
+        """Every committed result (or ``owner``'s) as the retention rule sees it."""
+        query = sa.select(Result.id, Result.owner, Result.size, Result.created, Result.last_access)
+        if owner is not None:
+            query = query.where(Result.owner == owner)
+        pins = sa.select(Pin.result_id).distinct()
+        if owner is not None:
+            pins = pins.join(Result, Result.id == Pin.result_id).where(Result.owner == owner)
         with self.session() as s:
-            pinned = set(s.scalars(sa.select(Pin.result_id).distinct()))
-            entries = [
-                Candidate(r.id, r.size, r.created, r.last_access, r.id in pinned)
-                for r in s.execute(
-                    sa.select(Result.id, Result.size, Result.created, Result.last_access)
-                )
+            pinned = set(s.scalars(pins))
+            return [
+                Candidate(r.id, r.size, r.created, r.last_access, r.id in pinned, r.owner)
+                for r in s.execute(query)
             ]
-        victims = choose_evictions(
-            entries,
-            max_bytes=self.max_total_bytes or None,
-            max_age=self.max_age or None,
-            now=time.time(),
-        )
+
+    def _evict(self, victims: list[str]) -> list[str]:
         evicted = []
         for rid in victims:
             with self.session.begin() as s:
@@ -349,6 +417,34 @@ class DurableStore:
                 self._delete_blob(rid)
                 evicted.append(rid)
         return evicted
+
+    def evict(self) -> list[str]:
+        """Apply the size/age budget over all users (``retention``: the largest user's
+        least recently used results first); pinned results are never evicted."""
+        if not (self.max_total_bytes or self.max_age):
+            return []
+        victims = choose_evictions(
+            self._candidates(),
+            max_bytes=self.max_total_bytes or None,
+            max_age=self.max_age or None,
+            now=time.time(),
+        )
+        return self._evict(victims)
+
+    def make_room(self, owner: str, needed: int, budget: int | None) -> Room:
+        """Evict ``owner``'s own least recently used unpinned results until ``needed``
+        more bytes fit in the owner's ``budget`` (None: no budget)."""
+        if budget is None:
+            return Room(True, 0, 0, [])
+        entries = self._candidates(owner)
+        evicted = []
+        if needed <= budget:
+            victims = choose_evictions(entries, max_bytes=budget - needed, max_age=None, now=0)
+            evicted = self._evict(victims)
+        kept = [e for e in entries if e.result_id not in set(evicted)]
+        used = sum(e.size for e in kept)
+        pinned = sum(e.size for e in kept if e.pinned)
+        return Room(used + needed <= budget, used, pinned, evicted)
 
     def cleanup(self) -> list[str]:
         """Delete stale uploads and blobs that belong to no committed result or live upload."""
@@ -368,7 +464,7 @@ class DurableStore:
         blob_ids = []
         for name in names:
             base = name.rstrip("/").rsplit("/", 1)[-1]
-            if base.endswith(SUFFIX) and policy.valid_result_id(base[: -len(SUFFIX)]):
+            if base.endswith(SUFFIX) and valid_result_id(base[: -len(SUFFIX)]):
                 blob_ids.append(base[: -len(SUFFIX)])
         if blob_ids:
             with self.session() as s:

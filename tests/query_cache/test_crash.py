@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from jupyterhub_civis.query_cache.store import TMP_PREFIX
+from jupyterhub_civis.query_cache.local_store import TMP_PREFIX
 from tests.query_cache.conftest import Server, pg_connections, wait_for
 
 

@@ -18,15 +18,7 @@ import nbformat
 import pytest
 import sqlalchemy as sa
 from civis_service_support import service_config, wait_service
-from civis_test_support import (
-    HubServer,
-    free_port,
-    processes_under,
-    require_tools,
-    start_hub,
-    stop_hub,
-    wait_for,
-)
+from civis_test_support import HubServer, free_port, processes_under, wait_for
 
 pytestmark = pytest.mark.hub
 
@@ -37,35 +29,40 @@ QUERY = (
 
 
 class TierHub:
-    """A hub with the civis service; restartable on the same state folder."""
+    """A hub with the civis service (restartable on the same state folder): every named
+    server gets its own hot folder under ``hot/<user>/<server>``."""
 
-    def __init__(self, state: Path, warehouse_url: str, service_args: list[str]):
-        self.state = state
-        self.hot = state / "hot"
-        self.data = state / "civis-data"
+    def __init__(self, hub_factory, warehouse_url: str, service_args: list[str]):
         self.service_port = free_port()
-        self.config = (
-            service_config(self.service_port, [f"--data-dir={self.data}", *service_args])
+        self.run = hub_factory(
+            self.config(hub_factory, service_args),
+            env={"CIVIS_DEMO_WAREHOUSE_URL": warehouse_url},
+        )
+        self.state = self.run.state_dir
+        self.hot, self.data = self.state / "hot", self.state / "civis-data"
+        self.service = f"http://127.0.0.1:{self.service_port}/services/civis/"
+        wait_service(self.service)
+
+    def config(self, hub_factory, service_args) -> str:
+        state = hub_factory.tmp_path / "hub"
+        return (
+            service_config(self.service_port, [f"--data-dir={state / 'civis-data'}", *service_args])
             + "import os\n"
             + "c.Spawner.environment['CIVIS_QUERY_CACHE_DIR'] = lambda spawner: os.path.join("
-            + f"{str(self.hot)!r}, spawner.user.escaped_name, spawner.name or 'default')\n"
+            + f"{str(state / 'hot')!r}, spawner.user.escaped_name, spawner.name or 'default')\n"
         )
-        self.warehouse_url = warehouse_url
-        self.hub = None
+
+    @property
+    def hub(self):
+        return self.run.hub
 
     def start(self):
-        os.environ["CIVIS_DEMO_WAREHOUSE_URL"] = self.warehouse_url
-        try:
-            self.hub = start_hub(self.state, self.config)
-        finally:
-            del os.environ["CIVIS_DEMO_WAREHOUSE_URL"]
-        self.service = f"http://127.0.0.1:{self.service_port}/services/civis/"
+        self.run.start()
         wait_service(self.service)
         return self
 
     def stop(self):
-        stop_hub(self.hub)
-        wait_for(lambda: not processes_under(self.state), 30, message="hub children to exit")
+        self.run.stop()
 
     def server(self, user: str, name: str) -> HubServer:
         self.hub.start_and_wait(user, name, {"environment": "python"})
@@ -97,19 +94,8 @@ class TierHub:
 
 
 @pytest.fixture
-def tier_hub(pg, tmp_path):
-    require_tools()
-    started = []
-
-    def make(*service_args: str) -> TierHub:
-        th = TierHub(tmp_path / "hub", pg.url, list(service_args)).start()
-        started.append(th)
-        return th
-
-    yield make
-    for th in started:
-        if th.hub.process.poll() is None:
-            th.stop()
+def tier_hub(pg, hub_factory):
+    return lambda *service_args: TierHub(hub_factory, pg.url, list(service_args))
 
 
 def stalled_sends(port: int) -> bool:

@@ -8,36 +8,17 @@ import uuid
 
 import nbformat
 import pytest
-from civis_test_support import (
-    HubServer,
-    processes_under,
-    require_tools,
-    start_hub,
-    stop_hub,
-    wait_for,
-)
+from civis_test_support import HubRun, HubServer
 
 pytestmark = pytest.mark.hub
 
 
 @pytest.fixture(scope="module")
-def qc_hub(pg, tmp_path_factory, monkeypatch_module):
-    require_tools()
-    state = tmp_path_factory.mktemp("qc-hub")
-    monkeypatch_module.setenv("CIVIS_DEMO_WAREHOUSE_URL", pg.url)
-    hub = start_hub(state)  # config/local loads query_cache_demo.py itself
-    try:
+def qc_hub(pg, tmp_path_factory):
+    # config/local loads query_cache_demo.py itself
+    env = {"CIVIS_DEMO_WAREHOUSE_URL": pg.url}
+    with HubRun(tmp_path_factory.mktemp("qc-hub"), env=env) as hub:
         yield hub
-    finally:
-        stop_hub(hub)
-        wait_for(lambda: not processes_under(state), 30, message="every server to exit")
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
 
 
 def test_copy_in_another_named_server_reruns_with_pinned_results(qc_hub, pg):

@@ -6,24 +6,10 @@ import time
 import uuid
 
 import pytest
-from civis_test_support import CHROMIUM, CHROMIUM_ARGS
 
 from tests.query_cache.conftest import wait_for
 
 pytestmark = pytest.mark.browser
-
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_status_page_shows_running_query_and_cancel_stops_it(server, pg, browser):

@@ -10,12 +10,8 @@ import pyarrow as pa
 import pytest
 from civis_test_support import wait_for
 
-from jupyterhub_civis.query_cache.store import (
-    TMP_PREFIX,
-    UNSYNCED_PREFIX,
-    LocalStore,
-    ResultTooLarge,
-)
+from jupyterhub_civis.query_cache.local_store import TMP_PREFIX, UNSYNCED_PREFIX, LocalStore
+from jupyterhub_civis.query_cache.store import ResultTooLarge
 
 
 def batches(n=3, rows=100):
@@ -68,7 +64,7 @@ def test_recover_after_crash_mid_write(tmp_path):
     """A process killed while writing leaves a temp file; a restart removes it, no entry appears."""
     code = f"""
 import os, signal, pyarrow as pa
-from jupyterhub_civis.query_cache.store import LocalStore
+from jupyterhub_civis.query_cache.local_store import LocalStore
 store = LocalStore({str(tmp_path)!r})
 def gen():
     yield pa.record_batch({{"i": pa.array([1, 2, 3])}})

@@ -19,45 +19,28 @@ from civis_service_support import (
     service_config,
     wait_service,
 )
-from civis_test_support import (
-    Hub,
-    free_port,
-    processes_under,
-    require_tools,
-    start_hub,
-    stop_hub,
-    wait_for,
-)
-
-
-def _stop(hub: Hub, state: Path):
-    stop_hub(hub)
-    wait_for(lambda: not processes_under(state), timeout=30, message="hub children to exit")
+from civis_test_support import HubRun, free_port, wait_for
 
 
 @pytest.fixture(scope="session")
 def service_hub(tmp_path_factory):
     """A real hub with the civis service as a managed service (SQLite + local folder)."""
-    require_tools()
     state = tmp_path_factory.mktemp("svc-hub")
     port = free_port()
     data = state / "civis-data"
-    hub = start_hub(
-        state,
+    config = (
         service_config(port, [f"--data-dir={data}", "--CivisService.cleanup_interval=1"])
         + "c.Authenticator.admin_users = {'civis-admin'}\n"
         # the explicit results-admin scope, given to one auditor only
         + "c.JupyterHub.load_roles.append({'name': 'civis-results-auditor',"
         " 'users': ['civis-auditor'],"
-        " 'scopes': ['custom:civis:admin', 'access:services!service=civis']})\n",
+        " 'scopes': ['custom:civis:admin', 'access:services!service=civis']})\n"
     )
-    sh = ServiceHub(hub, port)
-    sh.data_dir = data
-    try:
+    with HubRun(state, config) as hub:
+        sh = ServiceHub(hub, port)
+        sh.data_dir = data
         wait_service(sh.base)
         yield sh
-    finally:
-        _stop(hub, state)
 
 
 # ---------------------------------------------------------------- PostgreSQL, S3
@@ -129,7 +112,6 @@ def moto_s3(tmp_path_factory):
 @pytest.fixture(scope="session")
 def external_hub(tmp_path_factory):
     """A real hub that knows the civis service as an external service (replicas run outside)."""
-    require_tools()
     state = tmp_path_factory.mktemp("ext-hub")
     port = free_port()
     # JupyterHub waits up to 30 s for an external service at start-up: stand in for
@@ -147,8 +129,9 @@ def external_hub(tmp_path_factory):
 
     placeholder = http.server.ThreadingHTTPServer(("127.0.0.1", port), Ok)
     threading.Thread(target=placeholder.serve_forever, daemon=True).start()
+    run = HubRun(state, service_config(port, [], managed=False))
     try:
-        hub = start_hub(state, service_config(port, [], managed=False))
+        hub = run.start()
     finally:
         placeholder.shutdown()
         placeholder.server_close()
@@ -157,7 +140,7 @@ def external_hub(tmp_path_factory):
     try:
         yield hub
     finally:
-        _stop(hub, state)
+        run.stop()
 
 
 @pytest.fixture

@@ -84,13 +84,16 @@ def test_upload_with_pins_records_them_with_the_result(service_hub):
 
 
 def test_owner_comes_from_the_token_not_the_body(service_hub):
-    alice, _ = service_hub.new_user("alice")
+    alice, alice_token = service_hub.new_user("alice")
     _, bob_token = service_hub.new_user("bob")
     bob = service_hub.client(bob_token)
     meta = json.dumps({"key": "k", "sql": "s", "connection": "c", "rows": 1, "owner": alice})
     r = bob.request("POST", "api/results", data=arrow_stream(10), headers={"X-Civis-Result": meta})
-    assert r.status_code == 201
-    assert [x["id"] for x in bob.list()] == [r.json()["id"]]
+    assert r.status_code == 400
+    assert r.json()["message"] == "X-Civis-Result.owner: is not a recognised option"
+    rid = bob.put_ok(arrow_stream(10))["id"]
+    assert [x["id"] for x in bob.list()] == [rid]
+    assert service_hub.client(alice_token).list() == []
 
 
 def test_health_and_metrics(service_hub):
@@ -115,40 +118,32 @@ def test_health_and_metrics(service_hub):
     assert token not in text
 
 
-def test_results_survive_hub_and_service_restart(tmp_path):
-    from civis_service_support import ServiceHub, service_config, wait_service
-    from civis_test_support import free_port, require_tools, start_hub, stop_hub, wait_for
+def test_results_survive_hub_and_service_restart(hub_factory, tmp_path):
+    import socket
 
-    require_tools()
-    state, port = tmp_path / "hub", free_port()
-    config = service_config(port, [f"--data-dir={tmp_path / 'data'}"])
-    hub = start_hub(state, config)
-    try:
-        sh = ServiceHub(hub, port)
-        wait_service(sh.base)
-        _, token = sh.new_user("durable")
-        body = arrow_stream(777)
-        rid = sh.client(token).put_ok(body, key="dq")["id"]
-        sh.client(token).pin(rid, "nb.ipynb")
-    finally:
-        stop_hub(hub)
+    from civis_service_support import ServiceHub, service_config, wait_service
+    from civis_test_support import free_port, wait_for
+
+    port = free_port()
+    run = hub_factory(service_config(port, [f"--data-dir={tmp_path / 'data'}"]))
+    sh = ServiceHub(run.hub, port)
+    wait_service(sh.base)
+    _, token = sh.new_user("durable")
+    body = arrow_stream(777)
+    rid = sh.client(token).put_ok(body, key="dq")["id"]
+    sh.client(token).pin(rid, "nb.ipynb")
+    run.stop()
 
     def port_closed():
-        import socket
-
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", port)) != 0
 
     wait_for(port_closed, timeout=30, message="the managed service to stop with the hub")
-    hub = start_hub(state, config)
-    try:
-        sh = ServiceHub(hub, port)
-        wait_service(sh.base)
-        c = sh.client(token)
-        assert c.get(rid).content == body
-        assert c.list(key="dq")[0]["pins"] == ["nb.ipynb"]
-    finally:
-        stop_hub(hub)
+    sh = ServiceHub(run.start(), port)
+    wait_service(sh.base)
+    c = sh.client(token)
+    assert c.get(rid).content == body
+    assert c.list(key="dq")[0]["pins"] == ["nb.ipynb"]
 
 
 def test_two_named_servers_of_one_user_share_results(service_hub):

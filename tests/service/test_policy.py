@@ -1,5 +1,7 @@
 """The service's pure rules, tested directly."""
 
+import pytest
+
 from jupyterhub_civis.service import policy
 
 
@@ -18,16 +20,7 @@ def test_may_read_only_own():
     assert not policy.may_read(None, None)
 
 
-def test_result_ids():
-    assert policy.valid_result_id("0123456789abcdef" * 2)
-    for bad in ("", "0" * 31, "0" * 33, "A" * 32, "../" + "0" * 29, "0" * 32 + "\n", None):
-        assert not policy.valid_result_id(bad)
-
-
-def test_pin_refs_and_sql_excerpt():
-    assert policy.valid_pin_ref("work/report.ipynb")
-    assert not policy.valid_pin_ref("") and not policy.valid_pin_ref("a\0b")
-    assert not policy.valid_pin_ref("x" * 1025) and not policy.valid_pin_ref(None)
+def test_sql_excerpt():
     assert policy.sql_excerpt("  select 1 ") == "select 1"
     long = policy.sql_excerpt("x" * 10000)
     assert len(long) == policy.SQL_EXCERPT_CHARS and long.endswith("…")
@@ -61,7 +54,10 @@ def test_declare_service_least_privilege_and_idempotent():
         "users:activity!user",
         "access:servers!server",
         "access:services!service=civis",
+        "read:users:groups!user",
     ]
+    assert c.JupyterHub.template_paths[-1].endswith("service/hub_templates")
+    assert civis["info"] == {"display_name": "My queries"}
     assert c.Spawner.environment["CIVIS_SERVICE_URL"] == "http://127.0.0.1:2222/services/civis/"
 
 
@@ -93,3 +89,60 @@ def test_service_cli_help_lists_traits(capsys):
     out = capsys.readouterr().out
     for trait in ("db_url", "blob_url", "max_total_bytes", "max_age", "upload_stale_after"):
         assert f"--CivisService.{trait}" in out
+
+
+def test_user_budget_and_group_overrides():
+    gib = 1 << 30
+    assert policy.user_budget([], 10 * gib, {}) == 10 * gib
+    assert policy.user_budget(["x"], 0, {}) is None  # 0: no limit
+    groups = {"analysts": 50 * gib, "interns": gib, "ops": 0}
+    assert policy.user_budget(["interns"], 10 * gib, groups) == gib  # may lower too
+    assert policy.user_budget(["interns", "analysts"], 10 * gib, groups) == 50 * gib
+    assert policy.user_budget(["analysts", "ops"], 10 * gib, groups) is None
+
+
+def test_upload_refusals_name_the_limit():
+    assert policy.upload_refusal(10, max_result_bytes=100, budget=None) is None
+    too_big = policy.upload_refusal(9 << 30, max_result_bytes=8 << 30, budget=None)
+    assert "at most 8.0 GiB" in too_big and "max_result_bytes" in too_big
+    over = policy.upload_refusal(3 << 20, max_result_bytes=8 << 30, budget=1 << 20)
+    assert "larger than your quota of 1.0 MiB" in over
+    full = policy.quota_refusal(used=900, pinned=800, needed=500, budget=1000)
+    assert "900 B of your quota of 1000 B" in full and "800 B of it pinned" in full
+    assert "My queries" in full
+
+
+def test_eviction_takes_from_the_largest_user_first():
+    from jupyterhub_civis.retention import Candidate, choose_evictions
+
+    def c(rid, owner, access, size=10, pinned=False):
+        return Candidate(rid, size, access, access, pinned, owner)
+
+    entries = [
+        c("a1", "alice", 1),  # alice: the oldest results of all ...
+        c("a2", "alice", 2),
+        c("b1", "bob", 3),  # ... bob holds the most bytes
+        c("b2", "bob", 4),
+        c("b3", "bob", 5),
+        c("b4", "bob", 6, pinned=True),
+    ]
+    # 60 bytes, budget 40: bob's two least recently used go, not alice's older ones
+    assert choose_evictions(entries, max_bytes=40, max_age=None, now=10) == ["b1", "b2"]
+    # budget 20: bob down to 20 (one pinned), then the largest is a tie broken by LRU
+    assert choose_evictions(entries, max_bytes=20, max_age=None, now=10) == [
+        "b1",
+        "b2",
+        "a1",
+        "b3",
+    ]
+
+
+def test_a_handoff_socket_every_local_user_may_use_is_refused():
+    from traitlets import TraitError
+
+    from jupyterhub_civis.service.app import CivisService
+
+    assert CivisService(handoff_socket_mode=0o660).handoff_socket_mode == 0o660
+    for bad in (0o666, 0o602, 0o777):
+        with pytest.raises(TraitError, match="every local user"):
+            CivisService(handoff_socket_mode=bad)

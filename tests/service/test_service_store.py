@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 from civis_test_support import free_port
 
+from jupyterhub_civis.query_cache.local_store import LocalStore
 from jupyterhub_civis.query_cache.service_store import ServiceError, ServiceStore
-from jupyterhub_civis.query_cache.store import LocalStore, ResultTooLarge
+from jupyterhub_civis.query_cache.store import ResultTooLarge
 from jupyterhub_civis.query_cache.tiered_store import TieredStore
 
 pytestmark = pytest.mark.hub
@@ -139,3 +140,32 @@ def test_same_host_handoff_links_the_blob_instead_of_copying(external_hub, repli
     copied = store("hot-e", socket_path=str(tmp_path / "absent.sock")).get(stored.result_id)
     assert os.stat(copied.path).st_ino != os.stat(blob).st_ino
     assert open(copied.path, "rb").read() == open(blob, "rb").read()
+
+
+def test_query_cache_store_class_default_and_override(tmp_path, monkeypatch):
+    from jupyterhub_civis.query_cache.app import QueryCache
+
+    monkeypatch.delenv("CIVIS_SERVICE_URL", raising=False)
+    monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
+    assert QueryCache(store_dir=str(tmp_path)).store_class is LocalStore
+    monkeypatch.setenv("CIVIS_SERVICE_URL", "http://127.0.0.1:9/services/civis/")
+    assert QueryCache(store_dir=str(tmp_path)).store_class is LocalStore  # no Hub token
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "server-token")
+    app = QueryCache(store_dir=str(tmp_path / "hot"))
+    assert app.store_class is TieredStore
+    store = app.store_class.from_extension(app)
+    assert store.hot.directory == str(tmp_path / "hot")
+    assert (store.durable.base, store.durable.token) == (
+        "http://127.0.0.1:9/services/civis/",
+        "server-token",
+    )
+    assert store.durable.parent is app  # c.ServiceStore.<trait> reaches it
+
+    from traitlets.config import Config
+
+    c = Config()
+    c.QueryCache.store_class = "jupyterhub_civis.query_cache.service_store.ServiceStore"
+    c.ServiceStore.timeout = 7.5
+    app = QueryCache(config=c)
+    store = app.store_class.from_extension(app)
+    assert isinstance(store, ServiceStore) and store.timeout == 7.5

@@ -52,7 +52,7 @@ def test_roundtrip_and_reopen_keeps_data(make_store):
     body = arrow_stream(300)
     info = put(s, "alice", body)
     s.pin("alice", info.id, "nb.ipynb")
-    assert current(s.engine) == "0001"
+    assert current(s.engine) == "0002"
     s2 = make_store()  # a restart: migrations run again, data stays
     assert [i.id for i in s2.list("alice")] == [info.id]
     assert s2.get("alice", info.id).pins == ["nb.ipynb"]
@@ -118,3 +118,39 @@ def test_eviction_lru_and_pins(make_store):
         s.evict()
     assert s.get("alice", a.id).pins == ["nb.ipynb"]
     assert s.stats()["bytes"] <= len(body) * 2
+
+
+def test_make_room_evicts_only_the_owners_unpinned_results(make_store):
+    body = arrow_stream(200)
+    size = len(body)
+    s = make_store()
+    a1, a2, a3 = (put(s, "alice", body) for _ in range(3))
+    b1 = put(s, "bob", body)
+    s.pin("alice", a1.id, "nb.ipynb", server="etl")
+    s.get("alice", a2.id)  # a2 used after a3: a3 is alice's least recently used unpinned
+
+    room = s.make_room("alice", size, budget=3 * size)  # one result must go
+    assert room.ok and room.evicted == [a3.id]
+    assert {i.id for i in s.list("alice")} == {a1.id, a2.id}
+    assert [i.id for i in s.list("bob")] == [b1.id]  # never another user's
+    assert s.get("alice", a1.id).pinned_by == [{"ref": "nb.ipynb", "server": "etl"}]
+
+    room = s.make_room("alice", 2 * size, budget=2 * size)  # only the pinned one is left
+    assert not room.ok and room.evicted == [a2.id]
+    assert (room.used, room.pinned) == (size, size)
+    assert s.make_room("alice", 10**12, budget=None).ok  # no budget
+
+
+def test_a_result_holds_a_bounded_number_of_pins(make_store, monkeypatch):
+    from jupyterhub_civis.service import policy
+    from jupyterhub_civis.service.store import TooManyPins
+
+    monkeypatch.setattr(policy, "MAX_PINS_PER_RESULT", 3)
+    s = make_store()
+    info = put(s, "alice")
+    for i in range(3):
+        s.pin("alice", info.id, f"nb{i}.ipynb")
+    s.pin("alice", info.id, "nb0.ipynb", server="other")  # re-pinning is no new pin
+    with pytest.raises(TooManyPins):
+        s.pin("alice", info.id, "nb3.ipynb")
+    assert s.get("alice", info.id).pins == ["nb0.ipynb", "nb1.ipynb", "nb2.ipynb"]

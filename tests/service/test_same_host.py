@@ -1,0 +1,110 @@
+"""What the service's machine exposes: private files and folders whatever the umask,
+and a handoff socket that is private, bounded, and survives running out of file
+descriptors — a real service process (SQLite + local blobs) behind a real hub."""
+
+import json
+import os
+import resource
+import socket
+import stat
+
+import pyarrow as pa
+import pytest
+from civis_service_support import arrow_stream
+from civis_test_support import wait_for
+
+from jupyterhub_civis.query_cache.local_store import LocalStore
+from jupyterhub_civis.query_cache.service_store import ServiceStore
+from jupyterhub_civis.query_cache.tiered_store import TieredStore
+
+pytestmark = pytest.mark.hub
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def local_service(replicas, tmp_path, *extra, umask=-1):
+    data = tmp_path / "data"
+    sock = str(tmp_path / "handoff.sock")
+    svc = replicas(
+        extra=[f"--CivisService.handoff_socket={sock}", *extra],
+        db_url=f"sqlite:///{data}/meta.sqlite",
+        blobs=str(data / "blobs"),
+    )
+    svc.start(umask=umask)
+    return svc, data, sock
+
+
+def test_data_folders_files_and_socket_are_private_whatever_the_umask(
+    external_hub, replicas, tmp_path
+):
+    svc, data, sock = local_service(replicas, tmp_path, umask=0)
+    token = external_hub.user_token(external_hub.create_user("modes"))
+    rid = svc.client(token).put_ok(arrow_stream(100))["id"]
+    assert mode(data) == 0o700
+    assert mode(data / "blobs") == 0o700
+    assert mode(data / "blobs" / f"{rid}.arrow") == 0o600
+    for name in ("meta.sqlite", "meta.sqlite-wal", "meta.sqlite-shm"):
+        assert mode(data / name) == 0o600, name
+    assert stat.S_ISSOCK(os.stat(sock).st_mode) and mode(sock) == 0o600
+
+
+def test_handoff_is_bounded_and_survives_running_out_of_descriptors(
+    external_hub, replicas, tmp_path
+):
+    svc, data, sock = local_service(
+        replicas,
+        tmp_path,
+        "--CivisService.handoff_max_connections=3",
+        "--CivisService.handoff_idle_timeout=1",
+    )
+    token = external_hub.user_token(external_hub.create_user("handoff"))
+
+    def tiered(folder):
+        durable = ServiceStore(svc.base, token, handoff_socket=sock, timeout=30)
+        return TieredStore(LocalStore(str(tmp_path / folder)), durable)
+
+    batch = pa.record_batch({"n": pa.array(range(1000))})
+    stored = tiered("hot-a").put("k", batch.schema, [batch])
+    blob = data / "blobs" / f"{stored.result_id}.arrow"
+
+    def connect():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        s.connect(sock)
+        return s
+
+    # idle connections: at most 3 served at once, each closed with a 408 when idle
+    idle = [connect() for _ in range(5)]
+    wait_for(lambda: "handoff: 3 connections open" in svc.output(), timeout=30, message="cap")
+    for s in idle:
+        assert json.loads(s.recv(4096))["status"] == 408
+        s.close()
+    assert "sent no request in 1.0 s" in svc.output()
+
+    # nested JSON is a bad request, not a crash
+    with connect() as s:
+        s.sendall(b"[" * 10_000 + b"\n")
+        reply, fds, _, _ = socket.recv_fds(s, 4096, 1)
+    assert json.loads(reply)["status"] == 400 and fds == []
+
+    # no descriptor left in the service: it cannot accept, says so, and recovers
+    pid = svc.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir(f"/proc/{pid}/fd"))
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use, hard))
+    try:
+        waiting = [connect() for _ in range(3)]
+        wait_for(
+            lambda: "handoff: cannot accept connections" in svc.output(),
+            timeout=30,
+            message="the service to run out of descriptors",
+        )
+        for s in waiting:
+            s.close()
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    fetched = tiered("hot-b").get(stored.result_id)
+    assert os.stat(fetched.path).st_ino == os.stat(blob).st_ino  # handed over, not downloaded
+    assert "handoff: accepting connections again" in svc.output()
