@@ -64,7 +64,7 @@ class EnvironmentOption:
 
 @dataclass(frozen=True)
 class Environment:
-    """One entry of the catalog.
+    r"""One entry of the catalog.
 
     ``image`` is what container backends run; ``local_prefix`` (a Python
     environment on the hub's machine, ``None`` meaning the hub's own) plus
