@@ -16,6 +16,9 @@ from jupyterhub_civis.spawner import CatalogError, SpawnRejected
 from jupyterhub_civis.spawner.kube import CivisKubeSpawner
 from jupyterhub_civis.spawner.kube_policy import PodSettingsError
 
+# runs KubeSpawner's own code, whose version differs between the JupyterHub lines
+pytestmark = pytest.mark.hub
+
 GPU_SETTINGS = {
     "pytorch-gpu": {
         "extra_resource_limits": {"nvidia.com/gpu": "1"},

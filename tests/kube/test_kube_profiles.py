@@ -20,6 +20,9 @@ from jupyterhub_civis.spawner.catalog import CatalogError, parse_catalog
 from jupyterhub_civis.spawner.options import options_from_form, parse_user_options
 from jupyterhub_civis.spawner.profiles import environments_from_profiles
 
+# runs KubeSpawner's own code, whose version differs between the JupyterHub lines
+pytestmark = pytest.mark.hub
+
 DICT_FORM = "Dict" in repr(KubeSpawner.class_traits()["profile_list"].trait_types)
 FORMS = ["list", "dict"] if DICT_FORM else ["list"]
 

@@ -75,6 +75,7 @@ def hub_config_from_values(values) -> Config:
     return c
 
 
+@pytest.mark.hub
 async def test_hub_config_loads_into_jupyterhub_and_makes_valid_pods():
     from jupyterhub.app import JupyterHub
 
