@@ -20,9 +20,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from jupyterhub_civis.errors import InvalidInput
-from jupyterhub_civis.query_cache import keys, modes, pins
+from jupyterhub_civis.query_cache import keys, legacy_keys, modes, pins
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
-from jupyterhub_civis.query_cache.warehouse import Cancelled, Connection, WarehouseError
+from jupyterhub_civis.query_cache.warehouse import (
+    Cancelled,
+    Connection,
+    WarehouseError,
+    WarehouseUnreachable,
+    execution_for,
+)
 
 QUEUED, RUNNING, FETCHING, STORING, DONE, FAILED, CANCELLED = (
     "queued",
@@ -90,7 +96,7 @@ class _Run:
 
     def __init__(self, key, connection: Connection, sql, params):
         self.key, self.connection, self.sql, self.params = key, connection, sql, params
-        self.execution = connection.execution()
+        self.execution = execution_for(connection)
         self.subscribers: list[QueryRecord] = []
 
 
@@ -160,15 +166,16 @@ class QueryManager:
 
         try:
             key = keys.cache_key(
-                connection_identity=connection.identity,
+                connection_identity=connection.key_identity(),
                 principal=connection.principal(),
                 sql=sql,
                 params=params,
                 settings=connection.settings,
-                dialect=connection.dialect,
             )
         except TypeError as e:
             raise InvalidInput("params", str(e)) from None
+        except WarehouseUnreachable as e:
+            raise InvalidInput("connection", str(e)) from None
 
         record = QueryRecord(
             sql=sql,
@@ -181,7 +188,9 @@ class QueryManager:
         )
         self._remember(record)
 
-        pinned_id = self._pinned_result(notebook, key, metadata)
+        pinned_id = self._pinned_result(notebook, key, metadata) or self._legacy_pin(
+            metadata, connection, sql, params
+        )
         pinned = (
             await self._in_store_thread(self.store.get, pinned_id)
             if (pinned_id and mode == modes.REPRODUCIBLE)
@@ -226,6 +235,27 @@ class QueryManager:
         disk = pins.pins_from_metadata(metadata).get(key)
         return disk["result_id"] if disk else None
 
+    @staticmethod
+    def _legacy_pin(metadata, connection: Connection, sql, params) -> str | None:
+        """A pin saved under a version-1 key (before keys became exact): computed only
+        when the notebook holds such pins, so the tokenizer stays off the usual path."""
+        saved = pins.pins_from_metadata(metadata)
+        if not any("key_version" not in pin for pin in saved.values()):
+            return None
+        try:
+            old = legacy_keys.cache_key_v1(
+                connection_identity=connection.identity,
+                principal=connection.principal(),
+                sql=sql,
+                params=params,
+                settings=connection.settings,
+                dialect=connection.dialect,
+            )
+        except TypeError:
+            return None
+        pin = saved.get(old)
+        return pin["result_id"] if pin and "key_version" not in pin else None
+
     def _remember(self, record):
         self.records[record.id] = record
         while len(self.records) > self.history_limit:
@@ -260,7 +290,7 @@ class QueryManager:
             record.state = run.subscribers[0].state
             record.changed()
             return
-        run = _Run(record.key, connection, record.sql, record.params)
+        run = _Run(record.key, connection, keys.statement_text(record.sql), record.params)
         run.subscribers.append(record)
         record.run = run
         self.inflight[record.key] = run
@@ -394,6 +424,7 @@ class QueryManager:
             "mode": record.mode,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.result.created)),
             "rows": record.result.rows,
+            "key_version": keys.KEY_VERSION,
         }
         replaced = old["result_id"] if old and old["result_id"] != record.result.result_id else None
         return self.store_executor.submit(

@@ -1,9 +1,4 @@
-"""Warehouse connections and Arrow-native execution with real cancel.
-
-An admin configures connections by name (``QueryCache.connections``); each is
-a SQLAlchemy URL, optionally with ``${VAR}`` placeholders filled from the
-server's environment when connecting (that is how credentials are supplied:
-they never appear in cache keys, metadata, logs or error messages).
+"""Arrow-native execution of one query on a named connection, with real cancel.
 
 Drivers, by URL scheme:
 
@@ -17,147 +12,27 @@ Drivers, by URL scheme:
 
 from __future__ import annotations
 
-import os
-import re
-import string
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
-from jupyterhub_civis.errors import InvalidInput
-
-_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-
-
-class WarehouseError(Exception):
-    """The warehouse rejected the query (its message, credentials scrubbed)."""
-
-
-class WarehouseUnreachable(WarehouseError):
-    """The warehouse could not be reached."""
+from jupyterhub_civis.query_cache.connection import (  # noqa: F401 (re-exported)
+    Cancelled,
+    Connection,
+    WarehouseError,
+    WarehouseUnreachable,
+)
 
 
-class Cancelled(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class Connection:
-    name: str
-    url_template: str
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    principal_override: str | None = None
-
-    @classmethod
-    def from_config(cls, name: str, value: Any) -> Connection:
-        if isinstance(value, str):
-            return cls(name, value)
-        if isinstance(value, Mapping) and isinstance(value.get("url"), str):
-            settings = dict(value.get("settings") or {})
-            for k in settings:
-                if not _SETTING_NAME.match(k):
-                    raise ValueError(f"connection {name!r}: bad setting name {k!r}")
-            return cls(name, value["url"], settings, value.get("principal"))
-        raise ValueError(f"connection {name!r}: expected a URL string or a dict with 'url'")
-
-    # -- identity (safe to hash, log and show)
-    def _parsed_template(self):
-        from sqlalchemy.engine import make_url
-
-        return make_url(self.url_template)
-
-    @property
-    def scheme(self) -> str:
-        return self.url_template.split(":", 1)[0].lower()
-
-    @property
-    def backend(self) -> str:
-        return self.scheme.split("+", 1)[0]
-
-    @property
-    def dialect(self) -> str | None:
-        return {
-            "postgresql": "postgres",
-            "postgres": "postgres",
-            "duckdb": "duckdb",
-            "sqlite": "sqlite",
-            "mysql": "mysql",
-            "snowflake": "snowflake",
-            "bigquery": "bigquery",
-        }.get(self.backend)
-
-    @property
-    def identity(self) -> str:
-        """The URL template with any password masked (placeholders stay unexpanded)."""
-        try:
-            return self._parsed_template().render_as_string(hide_password=True)
-        except Exception:
-            return self.url_template
-
-    def resolved_url(self, environ: Mapping[str, str] = os.environ) -> str:
-        try:
-            return string.Template(self.url_template).substitute(environ)
-        except KeyError as e:
-            raise WarehouseUnreachable(
-                f"connection {self.name!r} needs the environment variable {e.args[0]} on the server"
-            ) from None
-
-    def principal(self, environ: Mapping[str, str] = os.environ) -> str:
-        if self.principal_override:
-            return self.principal_override
-        try:
-            from sqlalchemy.engine import make_url
-
-            return make_url(self.resolved_url(environ)).username or ""
-        except WarehouseUnreachable:
-            return ""
-        except Exception:
-            return ""
-
-    def secrets(self, environ: Mapping[str, str] = os.environ) -> list[str]:
-        out = []
-        try:
-            from sqlalchemy.engine import make_url
-
-            resolved = self.resolved_url(environ)
-            out.append(resolved)
-            pw = make_url(resolved).password
-            if pw:
-                out.append(str(pw))
-        except Exception:
-            pass
-        for var in re.findall(r"\$\{(\w+)\}|\$(\w+)", self.url_template):
-            v = environ.get(var[0] or var[1])
-            if v and len(v) >= 3:
-                out.append(v)
-        return sorted(set(out), key=len, reverse=True)
-
-    def scrub(self, message: str) -> str:
-        for secret in self.secrets():
-            message = message.replace(secret, "***")
-        return message
-
-    def check_params(self, params: Any) -> None:
-        if params is None:
-            return
-        if not isinstance(params, (list, dict)):
-            raise InvalidInput("params", "must be a JSON list (positional) or object (named)")
-        if self.backend in ("postgresql", "postgres") and isinstance(params, dict):
-            raise InvalidInput(
-                "params",
-                f"connection {self.name!r} takes positional parameters ($1, $2, ...): send a list",
-            )
-
-    def execution(self) -> Execution:
-        if self.backend in ("postgresql", "postgres"):
-            return PostgresExecution(self)
-        if self.backend == "duckdb":
-            return DuckDBExecution(self)
-        return SQLAlchemyExecution(self)
+def execution_for(connection: Connection) -> Execution:
+    if connection.backend in ("postgresql", "postgres"):
+        return PostgresExecution(connection)
+    if connection.backend == "duckdb":
+        return DuckDBExecution(connection)
+    return SQLAlchemyExecution(connection)
 
 
 class Execution:
