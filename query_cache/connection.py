@@ -62,9 +62,7 @@ class Connection:
                 isinstance(k, str) and isinstance(v, (str, int, float, bool))
                 for k, v in identity.items()
             ):
-                raise ValueError(
-                    f"connection {name!r}: 'identity' must map names to plain values"
-                )
+                raise ValueError(f"connection {name!r}: 'identity' must map names to plain values")
             return cls(name, value["url"], settings, value.get("principal"), dict(identity))
         raise ValueError(f"connection {name!r}: expected a URL string or a dict with 'url'")
 
@@ -107,9 +105,7 @@ class Connection:
         database = url.database
         if self.backend in ("duckdb", "sqlite") and database and database != ":memory:":
             database = os.path.realpath(database)
-        options = {
-            k: v for k, v in sorted(url.query.items()) if not _SECRET_OPTION.search(k)
-        }
+        options = {k: v for k, v in sorted(url.query.items()) if not _SECRET_OPTION.search(k)}
         return {
             "driver": self.backend,
             "host": (url.host or "").lower(),
