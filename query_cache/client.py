@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from jupyterhub_civis import envvars
+from jupyterhub_civis.query_cache import result_types
 
 FINAL = ("done", "failed", "cancelled")
 
@@ -176,7 +177,7 @@ def _read_result(api: _Api, status: dict) -> pa.Table:
     return pa.ipc.open_stream(payload).read_all()
 
 
-def query_arrow(
+def _query_stored(
     sql: str,
     params: list | dict | None = None,
     *,
@@ -186,11 +187,7 @@ def query_arrow(
     progress: bool = True,
     server: ServerInfo | None = None,
 ) -> pa.Table:
-    """Run ``sql`` through this server's query cache; return a pyarrow Table.
-
-    ``mode``: ``"reproducible"`` or ``"refresh"`` (default: the notebook's, else
-    the server's). ``max_age``: reuse a stored result at most this many seconds old.
-    """
+    """The stored result, as the warehouse gave it (see :mod:`.result_types`)."""
     api = _Api(server or find_server())
     body = {
         "sql": sql,
@@ -224,6 +221,19 @@ def query_arrow(
     return _read_result(api, status)
 
 
-def query(sql: str, params: list | dict | None = None, **kwargs):
-    """Like :func:`query_arrow`, returning a pandas DataFrame."""
-    return query_arrow(sql, params, **kwargs).to_pandas()
+def query_arrow(sql: str, params: list | dict | None = None, **kwargs) -> pa.Table:
+    """Run ``sql`` through this server's query cache; return a pyarrow Table.
+
+    ``mode``: ``"reproducible"`` or ``"refresh"`` (default: the notebook's, else
+    the server's). ``max_age``: reuse a stored result at most this many seconds old.
+    PostgreSQL ``numeric`` is exact: ``decimal128`` (or its text beyond 38 digits).
+    """
+    return result_types.for_arrow(_query_stored(sql, params, **kwargs))
+
+
+def query(sql: str, params: list | dict | None = None, *, exact_decimals: bool = False, **kwargs):
+    """Like :func:`query_arrow`, returning a pandas DataFrame with the types
+    ``pandas.read_sql`` gives (``numeric`` -> float64; ``exact_decimals=True``
+    keeps ``decimal.Decimal`` values instead)."""
+    stored = _query_stored(sql, params, **kwargs)
+    return result_types.for_pandas(stored, exact_decimals=exact_decimals)

@@ -29,7 +29,12 @@ _SECRET_OPTION = re.compile(r"pass|secret|token|key", re.I)
 
 
 class WarehouseError(Exception):
-    """The warehouse rejected the query (its message, credentials scrubbed)."""
+    """The warehouse rejected the query (its message, credentials scrubbed, and its
+    SQLSTATE when the driver reports one)."""
+
+    def __init__(self, message: str, sqlstate: str | None = None):
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 class WarehouseUnreachable(WarehouseError):

@@ -21,6 +21,7 @@ from typing import Any
 
 from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.query_cache import keys, legacy_keys, modes, pins
+from jupyterhub_civis.query_cache.pool import SessionPool
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
 from jupyterhub_civis.query_cache.warehouse import (
     Cancelled,
@@ -94,9 +95,9 @@ class QueryRecord:
 class _Run:
     """One warehouse execution shared by every identical concurrent caller."""
 
-    def __init__(self, key, connection: Connection, sql, params):
+    def __init__(self, key, connection: Connection, sql, params, pool: SessionPool):
         self.key, self.connection, self.sql, self.params = key, connection, sql, params
-        self.execution = execution_for(connection)
+        self.execution = execution_for(connection, pool)
         self.subscribers: list[QueryRecord] = []
 
 
@@ -113,8 +114,10 @@ class QueryManager:
         notebook_for_kernel: Callable[[str], Awaitable[str | None]] | None = None,
         notebook_metadata: Callable[[str], Awaitable[dict | None]] | None = None,
         log: logging.Logger | None = None,
+        pool: SessionPool | None = None,
     ):
         self.store = store
+        self.pool = pool or SessionPool()
         self.connections = dict(connections)
         self.default_mode = default_mode
         self.max_result_bytes = max_result_bytes
@@ -290,7 +293,9 @@ class QueryManager:
             record.state = run.subscribers[0].state
             record.changed()
             return
-        run = _Run(record.key, connection, keys.statement_text(record.sql), record.params)
+        run = _Run(
+            record.key, connection, keys.statement_text(record.sql), record.params, self.pool
+        )
         run.subscribers.append(record)
         record.run = run
         self.inflight[record.key] = run
@@ -459,3 +464,4 @@ class QueryManager:
                 pass
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.store_executor.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()

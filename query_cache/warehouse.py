@@ -3,8 +3,10 @@
 Drivers, by URL scheme:
 
 - ``postgresql[+anything]://``: ADBC (``adbc-driver-postgresql``), streamed
-  as Arrow record batches; cancel sends the PostgreSQL cancel request
-  (``PQcancel``) and ``pg_cancel_backend`` for the query's backend.
+  as Arrow record batches over a pooled session (:mod:`.pool`); types the
+  driver cannot decode are cast in the warehouse (:mod:`.result_types`);
+  cancel sends the PostgreSQL cancel request (``PQcancel``) and
+  ``pg_cancel_backend`` for the query's backend.
 - ``duckdb:///path``: DuckDB's own Arrow output (read-only); cancel interrupts.
 - anything else: SQLAlchemy, rows converted to Arrow in chunks; cancel closes
   the DBAPI connection (best effort; the driver decides how fast it stops).
@@ -19,17 +21,21 @@ from typing import Any
 
 import pyarrow as pa
 
+from jupyterhub_civis.query_cache import result_types
 from jupyterhub_civis.query_cache.connection import (  # noqa: F401 (re-exported)
     Cancelled,
     Connection,
     WarehouseError,
     WarehouseUnreachable,
 )
+from jupyterhub_civis.query_cache.pool import SessionPool
+
+_DEFAULT_POOL = SessionPool()
 
 
-def execution_for(connection: Connection) -> Execution:
+def execution_for(connection: Connection, pool: SessionPool | None = None) -> Execution:
     if connection.backend in ("postgresql", "postgres"):
-        return PostgresExecution(connection)
+        return PostgresExecution(connection, pool or _DEFAULT_POOL)
     if connection.backend == "duckdb":
         return DuckDBExecution(connection)
     return SQLAlchemyExecution(connection)
@@ -37,11 +43,13 @@ def execution_for(connection: Connection) -> Execution:
 
 class Execution:
     """One query run. ``run`` (blocking, in a worker thread) returns the schema and
-    a batch iterator; ``cancel`` may be called from any thread at any time."""
+    a batch iterator; ``cancel`` may be called from any thread at any time. The
+    statement arrives as :func:`.keys.statement_text` made it (no trailing ``;``)."""
 
     def __init__(self, connection: Connection):
         self.connection = connection
         self.cancelled = threading.Event()
+        self.completed = False  # every batch was read without error
 
     def run(self, sql: str, params: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         raise NotImplementedError
@@ -57,19 +65,39 @@ class Execution:
             raise Cancelled()
 
     def _error(self, exc: BaseException, *, connecting: bool) -> WarehouseError:
+        if not connecting and self.cancelled.is_set():
+            return Cancelled()
         msg = self.connection.scrub(str(exc).strip())
         if connecting:
             return WarehouseUnreachable(f"cannot reach warehouse {self.connection.name!r}: {msg}")
-        return WarehouseError(msg)
+        return WarehouseError(msg, sqlstate=getattr(exc, "sqlstate", None))
+
+    def _stream(self, batches) -> Iterator[pa.RecordBatch]:
+        """The driver's batches, with cancel checks and errors in the warehouse's words."""
+        try:
+            for batch in batches:
+                self._check()
+                yield batch
+        except Cancelled:
+            raise
+        except Exception as e:
+            raise self._error(e, connecting=False) from None
+        self.completed = True
+
+
+class _PgSession:
+    def __init__(self, conn, pid):
+        self.conn, self.pid = conn, pid
 
 
 class PostgresExecution(Execution):
     batch_size_hint_bytes = 4 << 20
     cancel_retry_seconds = 5.0
 
-    def __init__(self, connection):
+    def __init__(self, connection, pool: SessionPool):
         super().__init__(connection)
-        self._conn = None
+        self.pool = pool
+        self._session: _PgSession | None = None
         self._cursor = None
         self._pid = None
         self._uri = None
@@ -80,46 +108,69 @@ class PostgresExecution(Execution):
         scheme, rest = url.split(":", 1)
         return "postgresql:" + rest
 
-    def run(self, sql, params):
+    def _connect(self) -> _PgSession:
         import adbc_driver_postgresql.dbapi as pg
 
+        conn = pg.connect(self._uri, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("select pg_backend_pid()")
+                session = _PgSession(conn, cur.fetchone()[0])
+            self._apply_settings(session)
+        except Exception:
+            conn.close()
+            raise
+        return session
+
+    def _apply_settings(self, session: _PgSession) -> None:
+        with session.conn.cursor() as cur:
+            for name, value in self.connection.settings.items():
+                cur.execute("select set_config($1, $2, false)", (name, str(value)))
+                cur.fetchall()
+
+    def _reset(self, session: _PgSession) -> None:
+        """Health check and clean slate for a pooled session: whatever an earlier
+        query changed (settings, temp tables, prepared statements) is gone."""
+        with session.conn.cursor() as cur:
+            cur.execute("discard all")
+        self._apply_settings(session)
+
+    @staticmethod
+    def _close_session(session: _PgSession) -> None:
+        session.conn.close()
+
+    def run(self, sql, params):
         self._uri = self._libpq_uri()
         try:
             self._check()
-            self._conn = pg.connect(self._uri, autocommit=True)
-            with self._conn.cursor() as cur:
-                cur.execute("select pg_backend_pid()")
-                self._pid = cur.fetchone()[0]
-                for name, value in self.connection.settings.items():
-                    cur.execute("select set_config($1, $2, false)", (name, str(value)))
-        except Exception as e:
-            self.close()
-            raise self._error(e, connecting=True) from None
-        self._check()
-        self._cursor = self._conn.cursor()
-        self._cursor.adbc_statement.set_options(
-            **{"adbc.postgresql.batch_size_hint_bytes": str(self.batch_size_hint_bytes)}
-        )
-        try:
-            self._cursor.execute(sql, tuple(params) if params else None)
-            reader = self._cursor.fetch_record_batch()
-        except Exception as e:
-            if self.cancelled.is_set():
-                raise Cancelled() from None
-            raise self._error(e, connecting=False) from None
-        return reader.schema, self._batches(reader)
-
-    def _batches(self, reader):
-        try:
-            for batch in reader:
-                self._check()
-                yield batch
+            self._session = self.pool.acquire(
+                self._uri, self._connect, self._reset, self._close_session
+            )
         except Cancelled:
             raise
         except Exception as e:
-            if self.cancelled.is_set():
-                raise Cancelled() from None
+            self.close()
+            raise self._error(e, connecting=True) from None
+        self._pid = self._session.pid
+        self._check()
+        self._cursor = self._session.conn.cursor()
+        self._cursor.adbc_statement.set_options(
+            **{"adbc.postgresql.batch_size_hint_bytes": str(self.batch_size_hint_bytes)}
+        )
+        # the driver runs COPY (<statement>) TO STDOUT: the statement ends its own
+        # line, so a trailing "-- comment" cannot swallow the closing parenthesis
+        statement = sql + "\n"
+        args = tuple(params) if params else None
+        try:
+            described = self._cursor.adbc_execute_schema(statement, args)
+            casts = result_types.pg_casts(described)
+            if any(casts):
+                statement = result_types.wrap_with_casts(sql, described.names, casts)
+            self._cursor.execute(statement, args)
+            reader = self._cursor.fetch_record_batch()
+        except Exception as e:
             raise self._error(e, connecting=False) from None
+        return reader.schema, self._stream(reader)
 
     def cancel(self):
         super().cancel()
@@ -150,13 +201,21 @@ class PostgresExecution(Execution):
 
     def close(self):
         self._finished.set()
-        for obj in (self._cursor, self._conn):
-            if obj is not None:
-                try:
-                    obj.close()
-                except Exception:
-                    pass
-        self._cursor = self._conn = None
+        if self._cursor is not None:
+            try:
+                self._cursor.close()
+            except Exception:
+                self.completed = False
+        session, self._session, self._cursor = self._session, None, None
+        if session is None:
+            return
+        if self.completed and not self.cancelled.is_set():
+            self.pool.release(self._uri, session, self._close_session)
+        else:  # cancelled or failed: never handed to another query
+            try:
+                session.conn.close()
+            except Exception:
+                pass
 
 
 class DuckDBExecution(Execution):
@@ -181,7 +240,10 @@ class DuckDBExecution(Execution):
             raise self._error(e, connecting=True) from None
         self._check()
         try:
-            relation = self._con.sql(sql, params=params) if params else self._con.sql(sql)
+            # a statement ending in a "--" comment: it ends its own line
+            relation = (
+                self._con.sql(sql + "\n", params=params) if params else self._con.sql(sql + "\n")
+            )
             if relation is None:
                 raise ValueError("the statement returned no result set")
             if hasattr(relation, "to_arrow_reader"):  # duckdb >= 1.4
@@ -189,23 +251,8 @@ class DuckDBExecution(Execution):
             else:
                 reader = relation.fetch_arrow_reader(self.batch_rows)
         except Exception as e:
-            if self.cancelled.is_set():
-                raise Cancelled() from None
             raise self._error(e, connecting=False) from None
-
-        def batches():
-            try:
-                for b in reader:
-                    self._check()
-                    yield b
-            except Cancelled:
-                raise
-            except Exception as e:
-                if self.cancelled.is_set():
-                    raise Cancelled() from None
-                raise self._error(e, connecting=False) from None
-
-        return reader.schema, batches()
+        return reader.schema, self._stream(reader)
 
     def cancel(self):
         super().cancel()
@@ -244,6 +291,7 @@ class SQLAlchemyExecution(Execution):
             self.close()
             raise self._error(e, connecting=True) from None
         self._check()
+        sql += "\n"  # a trailing "--" comment ends its own line
         try:
             conn = self._conn.execution_options(stream_results=True)
             if isinstance(params, dict):
@@ -253,31 +301,22 @@ class SQLAlchemyExecution(Execution):
             columns = list(result.keys())
             first = result.fetchmany(self.chunk_rows)
         except Exception as e:
-            if self.cancelled.is_set():
-                raise Cancelled() from None
             raise self._error(e, connecting=False) from None
-        first_batch = pa.RecordBatch.from_pydict(
-            {c: [r[i] for r in first] for i, c in enumerate(columns)}
-        )
-        schema = first_batch.schema
 
-        def batches():
+        def to_batch(rows, schema=None):
+            batch = pa.RecordBatch.from_pydict(
+                {c: [r[i] for r in rows] for i, c in enumerate(columns)}
+            )
+            return batch if schema is None else batch.cast(schema)
+
+        first_batch = to_batch(first)
+
+        def chunks():
             yield first_batch
-            while True:
-                self._check()
-                try:
-                    rows = result.fetchmany(self.chunk_rows)
-                except Exception as e:
-                    if self.cancelled.is_set():
-                        raise Cancelled() from None
-                    raise self._error(e, connecting=False) from None
-                if not rows:
-                    return
-                yield pa.RecordBatch.from_pydict(
-                    {c: [r[i] for r in rows] for i, c in enumerate(columns)}
-                ).cast(schema)
+            while rows := result.fetchmany(self.chunk_rows):
+                yield to_batch(rows, first_batch.schema)
 
-        return schema, batches()
+        return first_batch.schema, self._stream(chunks())
 
     def cancel(self):
         super().cancel()
