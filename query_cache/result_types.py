@@ -18,7 +18,7 @@ result (:func:`for_arrow`, :func:`for_pandas`):
 - ``query()``: ``float64``, as ``pandas.read_sql`` returns; with
   ``exact_decimals=True`` Python ``decimal.Decimal`` objects instead. The
   same applies to ``decimal128`` columns from other warehouses (DuckDB).
-- ``interval`` is ``timedelta64[ns]`` in ``query()`` (a month counts as 30
+- ``interval`` is ``timedelta64[us]`` in ``query()`` (a month counts as 30
   days, as psycopg does) and ``month_day_nano_interval`` in ``query_arrow()``.
 """
 
@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 PG_TYPE = b"POSTGRESQL:type"
 PG_TYPMOD = b"POSTGRESQL:typmod"
 MAX_DECIMAL128_DIGITS = 38
-_NS_PER_DAY = 86_400 * 10**9
+_US_PER_DAY = 86_400 * 10**6
 
 
 # ---------------------------------------------------------------- warehouse side
@@ -170,7 +170,7 @@ def for_pandas(table: pa.Table, *, exact_decimals: bool = False):
 
 def _interval_to_duration(column: pa.ChunkedArray) -> pa.ChunkedArray:
     values = [
-        None if v is None else (v.months * 30 + v.days) * _NS_PER_DAY + v.nanoseconds
+        None if v is None else (v.months * 30 + v.days) * _US_PER_DAY + v.nanoseconds // 1000
         for v in column.to_pylist()
     ]
-    return pa.chunked_array([pa.array(values, pa.duration("ns"))])
+    return pa.chunked_array([pa.array(values, pa.duration("us"))])
