@@ -14,7 +14,6 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -22,6 +21,17 @@ from typing import Any
 from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.query_cache import keys, legacy_keys, modes, pins
 from jupyterhub_civis.query_cache.pool import SessionPool
+from jupyterhub_civis.query_cache.records import (  # noqa: F401 (re-exported)
+    CANCELLED,
+    DONE,
+    FAILED,
+    FETCHING,
+    FINAL,
+    QUEUED,
+    RUNNING,
+    STORING,
+    QueryRecord,
+)
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
 from jupyterhub_civis.query_cache.warehouse import (
     Cancelled,
@@ -30,66 +40,6 @@ from jupyterhub_civis.query_cache.warehouse import (
     WarehouseUnreachable,
     execution_for,
 )
-
-QUEUED, RUNNING, FETCHING, STORING, DONE, FAILED, CANCELLED = (
-    "queued",
-    "running",
-    "fetching",
-    "storing",
-    "done",
-    "failed",
-    "cancelled",
-)
-FINAL = (DONE, FAILED, CANCELLED)
-
-
-class QueryRecord:
-    """One caller's query, as the API and the status page see it."""
-
-    def __init__(self, *, sql, params, connection, mode, max_age, notebook, key):
-        self.id = uuid.uuid4().hex
-        self.sql, self.params, self.connection = sql, params, connection
-        self.mode, self.max_age, self.notebook, self.key = mode, max_age, notebook, key
-        self.submitted = time.time()
-        self.finished: float | None = None
-        self.state = QUEUED
-        self.cache: str | None = None  # "hit" | "miss"
-        self.shared = False  # joined an identical query already running
-        self.rows = 0
-        self.bytes = 0
-        self.error: str | None = None
-        self.result: StoredResult | None = None
-        self.run: _Run | None = None
-        self.version = 0
-        self._event = asyncio.Event()
-
-    def changed(self):
-        self.version += 1
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-    def to_json(self) -> dict:
-        end = self.finished or time.time()
-        return {
-            "id": self.id,
-            "sql": pins.excerpt(self.sql),
-            "connection": self.connection,
-            "mode": self.mode,
-            "max_age": self.max_age,
-            "notebook": self.notebook,
-            "key": self.key,
-            "state": self.state,
-            "cache": self.cache,
-            "shared": self.shared,
-            "submitted": self.submitted,
-            "elapsed": round(end - self.submitted, 3),
-            "rows": self.rows,
-            "bytes": self.bytes,
-            "error": self.error,
-            "result_id": self.result.result_id if self.result else None,
-            "result_path": self.result.path if self.result and self.state == DONE else None,
-            "version": self.version,
-        }
 
 
 class _Run:
