@@ -8,6 +8,7 @@ the bundle's ``jupyter_server_config.d`` file enables it in single-user servers.
 from __future__ import annotations
 
 import os
+import urllib.parse
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
@@ -202,7 +203,9 @@ class QueryCache(ExtensionApp):
         )
 
     def initialize_handlers(self):
-        self.handlers.extend(handlers(self.manager))
+        # the service's pages are reached through the hub's proxy at the same path
+        my_queries = urllib.parse.urlsplit(self.service_url).path if self.service_url else ""
+        self.handlers.extend(handlers(self.manager, my_queries))
 
     async def _notebook_for_kernel(self, kernel_id: str) -> str | None:
         sessions = await ensure_async(self.serverapp.session_manager.list_sessions())

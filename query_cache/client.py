@@ -21,6 +21,7 @@ import json
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -34,13 +35,38 @@ FINAL = ("done", "failed", "cancelled")
 
 
 class QueryError(Exception):
-    """The query failed (warehouse message), was cancelled, or was rejected."""
+    """The query failed (warehouse message), was cancelled, or was rejected.
+
+    In IPython it shows as a few lines (``_render_traceback_``): the warehouse's
+    message, its SQLSTATE, the query's first line and the status page, instead
+    of a traceback through this client's internals."""
+
+    def __init__(self, message: str, *, sqlstate=None, sql=None, status_page=None):
+        super().__init__(message)
+        self.message, self.sqlstate, self.sql, self.status_page = message, sqlstate, sql, status_page
+
+    def _render_traceback_(self) -> list[str]:
+        lines = [f"QueryError: {self.message}"]
+        if self.sqlstate:
+            lines.append(f"SQLSTATE {self.sqlstate}")
+        if self.sql:
+            first = self.sql.strip().splitlines()[0] if self.sql.strip() else ""
+            more = " …" if len(self.sql.strip().splitlines()) > 1 else ""
+            lines.append(f"query: {first}{more}")
+        if self.status_page:
+            lines.append(f"status page: {self.status_page}")
+        return lines
 
 
 @dataclass
 class ServerInfo:
     url: str  # ends with "/"
     token: str
+    base_path: str = ""  # the server's path as the browser sees it, ends with "/"
+
+    @property
+    def status_page(self) -> str | None:
+        return self.base_path + "civis/queries/status" if self.base_path else None
 
 
 def _runtime_dir() -> str:
@@ -56,13 +82,17 @@ def _runtime_dir() -> str:
 
 def find_server(environ=os.environ) -> ServerInfo:
     if environ.get(envvars.QUERY_CACHE_URL):
+        url = environ[envvars.QUERY_CACHE_URL].rstrip("/") + "/"
         return ServerInfo(
-            environ[envvars.QUERY_CACHE_URL].rstrip("/") + "/",
-            environ.get(envvars.QUERY_CACHE_TOKEN, ""),
+            url, environ.get(envvars.QUERY_CACHE_TOKEN, ""), urllib.parse.urlsplit(url).path
         )
     if environ.get("JUPYTERHUB_SERVICE_URL") and environ.get("JUPYTERHUB_API_TOKEN"):
+        # the browser reaches this server through the hub's proxy at its prefix
+        prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
         return ServerInfo(
-            environ["JUPYTERHUB_SERVICE_URL"].rstrip("/") + "/", environ["JUPYTERHUB_API_TOKEN"]
+            environ["JUPYTERHUB_SERVICE_URL"].rstrip("/") + "/",
+            environ["JUPYTERHUB_API_TOKEN"],
+            prefix.rstrip("/") + "/",
         )
     candidates = []
     for path in glob.glob(os.path.join(_runtime_dir(), "jpserver-*.json")):
@@ -79,7 +109,9 @@ def find_server(environ=os.environ) -> ServerInfo:
             "cannot find the Jupyter server for this kernel (no JupyterHub environment and no "
             "matching jpserver-*.json runtime file); set CIVIS_QUERY_CACHE_URL"
         )
-    return ServerInfo(chosen[0]["url"].rstrip("/") + "/", chosen[0].get("token", ""))
+    info = chosen[0]
+    base = (info.get("base_url") or "/").rstrip("/") + "/"
+    return ServerInfo(info["url"].rstrip("/") + "/", info.get("token", ""), base)
 
 
 def _kernel_id() -> str | None:
@@ -123,9 +155,10 @@ class _Api:
 class _Progress:
     """An in-place progress display in the notebook (no-op outside IPython)."""
 
-    def __init__(self, show: bool):
+    def __init__(self, show: bool, status_page: str | None = None):
         self.handle = None
         self.last = None
+        self.status_page = status_page
         if not show:
             return
         try:
@@ -143,15 +176,20 @@ class _Progress:
         except Exception:
             self.handle = None
 
-    @staticmethod
-    def _bundle(status: dict) -> dict:
+    def _bundle(self, status: dict) -> dict:
         state = status.get("state")
         text = f"query {state} · {status.get('elapsed', 0):.1f} s · {status.get('rows', 0):,} rows"
         if status.get("cache"):
             text += f" · cache {status['cache']}"
-        if status.get("error") and state != "cancelled":
+        if status.get("error") and state not in ("cancelled", "failed"):
             text += f" · {status['error']}"
-        return {"text/plain": text, "text/html": f"<code>{html.escape(text)}</code>"}
+        markup = f"<code>{html.escape(text)}</code>"
+        if self.status_page:
+            markup += (
+                f' · <a href="{html.escape(self.status_page)}" target="_blank"'
+                ' rel="noopener">status page</a>'
+            )
+        return {"text/plain": text, "text/html": markup}
 
     def update(self, status: dict):
         if self.handle is None:
@@ -199,8 +237,12 @@ def _query_stored(
     kernel_id = _kernel_id()
     if kernel_id:
         body["kernel_id"] = kernel_id
-    display = _Progress(progress)
-    status = api.request("POST", "civis/queries", body)
+    display = _Progress(progress, api.server.status_page)
+    try:
+        status = api.request("POST", "civis/queries", body)
+    except QueryError as e:
+        display.update({"state": "rejected", "elapsed": 0, "rows": 0})
+        raise QueryError(e.message, sql=sql) from None
     try:
         while status["state"] not in FINAL:
             display.update(status)
@@ -214,10 +256,14 @@ def _query_stored(
         finally:
             raise KeyboardInterrupt("query cancelled") from None
     display.update(status)
-    if status["state"] == "failed":
-        raise QueryError(status.get("error") or "query failed")
-    if status["state"] == "cancelled":
-        raise QueryError("query cancelled")
+    if status["state"] in ("failed", "cancelled"):
+        message = status.get("error") or "query failed"
+        raise QueryError(
+            "query cancelled" if status["state"] == "cancelled" else message,
+            sqlstate=status.get("sqlstate"),
+            sql=sql,
+            status_page=api.server.status_page,
+        ) from None
     return _read_result(api, status)
 
 

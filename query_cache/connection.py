@@ -37,6 +37,18 @@ class WarehouseError(Exception):
         self.sqlstate = sqlstate
 
 
+def warehouse_message(text: str) -> str:
+    """The warehouse's own words from a driver's error text: ADBC wraps PostgreSQL's
+    message in its status, the statement it really ran and the SQLSTATE; keep the
+    message and its DETAIL/HINT lines (LINE/caret lines point into that wrapped text)."""
+    if "ERROR:" not in text:
+        return text.strip()
+    body = text.split("ERROR:", 1)[1].split("\n\nQuery was:", 1)[0]
+    lines = [line.strip() for line in body.strip().splitlines()]
+    kept = [line for line in lines if line and not line.startswith("LINE ") and line != "^"]
+    return "\n".join(kept) if kept else text.strip()
+
+
 class WarehouseUnreachable(WarehouseError):
     """The warehouse could not be reached."""
 

@@ -178,6 +178,9 @@ def _js(value: str) -> str:
 class StatusPageHandler(JupyterHandler):
     auth_resource = AUTH_RESOURCE
 
+    def initialize(self, my_queries_url: str = ""):
+        self.my_queries_url = my_queries_url
+
     @web.authenticated
     @authorized
     def get(self):
@@ -185,17 +188,19 @@ class StatusPageHandler(JupyterHandler):
         page = string.Template(STATUS_PAGE).substitute(
             api_url=_js(self.base_url + "civis/queries"),
             xsrf=_js(token.decode() if isinstance(token, bytes) else token),
+            my_queries=_js(self.my_queries_url),
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(page)
 
 
-def handlers(manager) -> list[tuple]:
+def handlers(manager, my_queries_url: str = "") -> list[tuple]:
+    """``my_queries_url``: the civis service's "My queries" page (browser path), if any."""
     kw = {"manager": manager}
     qid = r"([0-9a-f]{32})"
     return [
         (r"/civis/queries", QueriesHandler, kw),
-        (r"/civis/queries/status", StatusPageHandler),
+        (r"/civis/queries/status", StatusPageHandler, {"my_queries_url": my_queries_url}),
         (rf"/civis/queries/{qid}", QueryHandler, kw),
         (rf"/civis/queries/{qid}/result", ResultHandler, kw),
         (rf"/civis/queries/{qid}/cancel", CancelHandler, kw),

@@ -329,6 +329,9 @@ class QueryManager:
             )
         elif isinstance(exc, WarehouseError):
             message, state = str(exc), FAILED
+            for record in run.subscribers:
+                if record.state not in FINAL:
+                    record.sqlstate = exc.sqlstate
         else:
             self.log.error("query run failed", exc_info=exc)
             message, state = f"internal error: {type(exc).__name__}", FAILED

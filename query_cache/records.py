@@ -36,6 +36,7 @@ class QueryRecord:
         self.rows = 0
         self.bytes = 0
         self.error: str | None = None
+        self.sqlstate: str | None = None
         self.result: StoredResult | None = None
         self.run = None  # the manager's shared run, while one is attached
         self.version = 0
@@ -64,6 +65,7 @@ class QueryRecord:
             "rows": self.rows,
             "bytes": self.bytes,
             "error": self.error,
+            "sqlstate": self.sqlstate,
             "result_id": self.result.result_id if self.result else None,
             "result_path": self.result.path if self.result and self.state == DONE else None,
             "version": self.version,

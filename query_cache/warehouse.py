@@ -27,6 +27,7 @@ from jupyterhub_civis.query_cache.connection import (  # noqa: F401 (re-exported
     Connection,
     WarehouseError,
     WarehouseUnreachable,
+    warehouse_message,
 )
 from jupyterhub_civis.query_cache.pool import SessionPool
 
@@ -70,7 +71,7 @@ class Execution:
         msg = self.connection.scrub(str(exc).strip())
         if connecting:
             return WarehouseUnreachable(f"cannot reach warehouse {self.connection.name!r}: {msg}")
-        return WarehouseError(msg, sqlstate=getattr(exc, "sqlstate", None))
+        return WarehouseError(warehouse_message(msg), sqlstate=getattr(exc, "sqlstate", None))
 
     def _stream(self, batches) -> Iterator[pa.RecordBatch]:
         """The driver's batches, with cancel checks and errors in the warehouse's words."""
