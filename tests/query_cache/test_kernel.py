@@ -184,3 +184,39 @@ def test_sql_cell_magic(user_servers):
         assert stdout(outputs).strip() == "[{'answer': 42, 's': 'x'}]"
     finally:
         kernel.close()
+
+
+def test_a_failed_query_is_one_short_error_and_a_finished_progress_line(user_servers):
+    a = user_servers[0]
+    make_notebook(a, "errors.ipynb", "report")
+    kernel = Kernel(a, "errors.ipynb")
+    try:
+        content, outputs = kernel.run(
+            "from jupyterhub_civis.query_cache import query\n"
+            "query('select 1/0 as boom\\nfrom generate_series(1, 3)')"
+        )
+        assert content["status"] == "error"
+        errors = [m["content"] for m in outputs if m["msg_type"] == "error"]
+        (error,) = errors
+        # IPython used _render_traceback_: these lines and no frames of the client
+        assert error["traceback"] == [
+            "QueryError: division by zero",
+            "SQLSTATE 22012",
+            "query: select 1/0 as boom …",
+            "status page: /civis/queries/status",
+        ]
+        # the progress line ends as "failed", not a stale "submitting"
+        shown = [
+            m["content"]["data"]["text/plain"]
+            for m in outputs
+            if m["msg_type"] in ("display_data", "update_display_data")
+        ]
+        assert shown[-1].startswith("query failed · ")
+        html = [
+            m["content"]["data"]["text/html"]
+            for m in outputs
+            if m["msg_type"] in ("display_data", "update_display_data")
+        ]
+        assert 'href="/civis/queries/status"' in html[-1]
+    finally:
+        kernel.close()
