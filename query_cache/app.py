@@ -21,7 +21,7 @@ from jupyterhub_civis.query_cache import modes
 from jupyterhub_civis.query_cache.handlers import handlers
 from jupyterhub_civis.query_cache.local_store import LocalStore
 from jupyterhub_civis.query_cache.manager import QueryManager
-from jupyterhub_civis.query_cache.pins import merge_pins
+from jupyterhub_civis.query_cache.pins import merge_deliverable, merge_pins
 from jupyterhub_civis.query_cache.pool import SessionPool
 from jupyterhub_civis.query_cache.store import ResultStore
 from jupyterhub_civis.query_cache.tiered_store import TieredStore
@@ -239,6 +239,7 @@ class QueryCache(ExtensionApp):
 
     def _pre_save(self, model, path, **kwargs):
         merge_pins(model, self.manager.pins_for(path))
+        merge_deliverable(model, self.manager.notebook_deliverables.get(path))
 
     async def stop_extension(self):
         if getattr(self, "_pruner", None) is not None:

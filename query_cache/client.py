@@ -43,7 +43,12 @@ class QueryError(Exception):
 
     def __init__(self, message: str, *, sqlstate=None, sql=None, status_page=None):
         super().__init__(message)
-        self.message, self.sqlstate, self.sql, self.status_page = message, sqlstate, sql, status_page
+        self.message, self.sqlstate, self.sql, self.status_page = (
+            message,
+            sqlstate,
+            sql,
+            status_page,
+        )
 
     def _render_traceback_(self) -> list[str]:
         lines = [f"QueryError: {self.message}"]
@@ -202,6 +207,21 @@ class _Progress:
             self.handle.update(self._bundle(status), raw=True)
         except Exception:
             pass
+
+
+def deliverable(kind: str, *, server: ServerInfo | None = None) -> None:
+    """Declare what this notebook is, from now on and in its metadata when saved:
+
+    - ``"analysis"``: queries are reproducible — a re-run serves the result pinned
+      in the notebook (even if the data changed or the warehouse is down);
+    - ``"report"``: every run queries the warehouse (and records what it showed).
+    """
+    kernel_id = _kernel_id()
+    if not kernel_id:
+        raise QueryError("deliverable() works in a notebook's kernel")
+    _Api(server or find_server()).request(
+        "POST", "civis/notebook", {"kernel_id": kernel_id, "deliverable": kind}
+    )
 
 
 def _read_result(api: _Api, status: dict) -> pa.Table:

@@ -10,6 +10,8 @@ Under ``{base_url}civis/queries``:
                                             stored Arrow IPC file's path instead
 - ``POST   /civis/queries/<id>/cancel``     cancel (also ``DELETE /civis/queries/<id>``)
 - ``GET    /civis/queries/status``          the live status page (HTML)
+- ``POST   /civis/notebook``                ``{"kernel_id", "deliverable"}``: the kernel's
+                                            notebook is an ``analysis`` or a ``report``
 """
 
 from __future__ import annotations
@@ -68,6 +70,22 @@ class QueriesHandler(_Base):
             return self._bad_request(e.field, e.message)
         self.set_status(201)
         self.finish(record.to_json())
+
+
+class NotebookHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def post(self):
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            return self._bad_request("body", "must be a JSON object")
+        if not isinstance(body, dict):
+            return self._bad_request("body", "must be a JSON object")
+        try:
+            self.finish(await self.manager.set_deliverable(body))
+        except InvalidInput as e:
+            return self._bad_request(e.field, e.message)
 
 
 class QueryHandler(_Base):
@@ -200,6 +218,7 @@ def handlers(manager, my_queries_url: str = "") -> list[tuple]:
     qid = r"([0-9a-f]{32})"
     return [
         (r"/civis/queries", QueriesHandler, kw),
+        (r"/civis/notebook", NotebookHandler, kw),
         (r"/civis/queries/status", StatusPageHandler, {"my_queries_url": my_queries_url}),
         (rf"/civis/queries/{qid}", QueryHandler, kw),
         (rf"/civis/queries/{qid}/result", ResultHandler, kw),

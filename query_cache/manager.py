@@ -85,6 +85,8 @@ class QueryManager:
         self.inflight: dict[str, _Run] = {}
         # notebook path -> key -> pin (what the pre-save hook writes)
         self.notebook_pins: dict[str, dict[str, dict]] = {}
+        # notebook path -> "analysis" | "report", set from the kernel, saved by the hook
+        self.notebook_deliverables: dict[str, str] = {}
 
     # ---------------------------------------------------------------- submit
     async def submit(self, body: Mapping[str, Any]) -> QueryRecord:
@@ -113,6 +115,11 @@ class QueryManager:
             if (notebook and self.notebook_metadata)
             else None
         )
+        if notebook in self.notebook_deliverables:  # set since the last save
+            civis = dict((metadata or {}).get("jupyterhub_civis") or {})
+            civis["deliverable"] = self.notebook_deliverables[notebook]
+            civis.pop("query_mode", None)
+            metadata = {**(metadata or {}), "jupyterhub_civis": civis}
         mode = modes.resolve_mode(
             call_mode, modes.notebook_default_mode(metadata), self.default_mode
         )
@@ -175,6 +182,24 @@ class QueryManager:
         else:
             self._start_or_join(record, connection)
         return record
+
+    async def set_deliverable(self, body: Mapping[str, Any]) -> dict:
+        """The kernel's notebook becomes an analysis or a report from now on (and in
+        its metadata when next saved)."""
+        deliverable = modes.validate_deliverable(body.get("deliverable"))
+        notebook = body.get("notebook")
+        if notebook is not None and not isinstance(notebook, str):
+            raise InvalidInput("notebook", "must be a notebook path")
+        kernel_id = body.get("kernel_id")
+        if notebook is None and isinstance(kernel_id, str) and self.notebook_for_kernel:
+            notebook = await self.notebook_for_kernel(kernel_id)
+        if not notebook:
+            raise InvalidInput(
+                "kernel_id", "this kernel belongs to no notebook session: open the notebook"
+            )
+        self.notebook_deliverables[notebook] = deliverable
+        mode = modes.DELIVERABLE_MODES[deliverable]
+        return {"notebook": notebook, "deliverable": deliverable, "mode": mode}
 
     async def _in_store_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.store_executor, fn, *args)

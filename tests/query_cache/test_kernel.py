@@ -220,3 +220,37 @@ def test_a_failed_query_is_one_short_error_and_a_finished_progress_line(user_ser
         assert 'href="/civis/queries/status"' in html[-1]
     finally:
         kernel.close()
+
+
+def test_deliverable_one_liner_makes_reruns_reproducible_and_is_saved(user_servers, pg):
+    a = user_servers[0]
+    table = f"deliv_{uuid.uuid4().hex[:8]}"
+    pg.execute(f"create table {table} as select 1 as v")
+    nb = nbformat.v4.new_notebook()  # no jupyterhub_civis metadata: the server default
+    r = a.api("PUT", "api/contents/plain.ipynb", json={"type": "notebook", "content": nb})
+    assert r.status_code == 201, r.text
+    kernel = Kernel(a, "plain.ipynb")
+    code = (
+        "from jupyterhub_civis.query_cache import query\n"
+        f"print(query('select v from {table}').v.tolist())"
+    )
+    try:
+        content, outputs = kernel.run(
+            "from jupyterhub_civis.query_cache import deliverable\ndeliverable('analysis')"
+        )
+        assert content["status"] == "ok", content
+        assert stdout(kernel.run(code)[1]).strip() == "[1]"
+        pg.execute(f"update {table} set v = 2")
+        assert stdout(kernel.run(code)[1]).strip() == "[1]"  # the pinned result
+        status = a.api("GET", "civis/queries").json()["queries"][0]
+        assert (status["mode"], status["cache"]) == ("reproducible", "hit")
+        content, outputs = kernel.run("deliverable('report')")
+        assert stdout(kernel.run(code)[1]).strip() == "[2]"
+        content, outputs = kernel.run("deliverable('final')")
+        assert content["status"] == "error"
+        (error,) = [m["content"] for m in outputs if m["msg_type"] == "error"]
+        assert "use 'analysis'" in error["traceback"][0]
+    finally:
+        kernel.close()
+    saved = save_notebook(a, "plain.ipynb")
+    assert saved["metadata"]["jupyterhub_civis"]["deliverable"] == "report"
