@@ -253,6 +253,7 @@ def _query_stored(
         "connection": connection,
         "mode": mode,
         "max_age": max_age,
+        "wait": 0.5,  # a short query comes back done in the submit's answer
     }
     kernel_id = _kernel_id()
     if kernel_id:

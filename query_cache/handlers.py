@@ -2,7 +2,8 @@
 
 Under ``{base_url}civis/queries``:
 
-- ``POST   /civis/queries``                 submit -> 201 + status JSON (has ``id``)
+- ``POST   /civis/queries``                 submit -> 201 + status JSON (has ``id``);
+                                            ``"wait": S`` answers once done or after S s
 - ``GET    /civis/queries``                 this server's running and recent queries
 - ``GET    /civis/queries/<id>``            status; ``?wait=S&version=V`` waits up to S
                                             seconds for a change after version V
@@ -64,10 +65,18 @@ class QueriesHandler(_Base):
             return self._bad_request("body", "must be a JSON object")
         if not isinstance(body, dict):
             return self._bad_request("body", "must be a JSON object")
+        wait = body.pop("wait", None)
+        if wait is not None and (
+            isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 5
+        ):
+            return self._bad_request("wait", "seconds to wait for the result, 0 to 5")
         try:
             record = await self.manager.submit(body)
         except InvalidInput as e:
             return self._bad_request(e.field, e.message)
+        if wait:
+            # a short query answers in this response: no poll round trips
+            await self.manager.wait_final(record, float(wait))
         self.set_status(201)
         self.finish(record.to_json())
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jupyterhub_civis.query_cache.keys import _jsonable
+from jupyterhub_civis.query_cache.pins import pins_from_metadata
 
 _COMMENT_DELIMITERS = set("-/*#")
 
@@ -72,3 +73,25 @@ def cache_key_v1(
     }
     blob = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def legacy_pin(notebook_metadata: dict | None, connection, sql: str, params) -> str | None:
+    """The result a notebook pinned for this query under a version-1 key, if any.
+    Computed only when the notebook holds pins saved before keys had a version
+    (so the tokenizer stays off the usual path)."""
+    saved = pins_from_metadata(notebook_metadata)
+    if not any("key_version" not in pin for pin in saved.values()):
+        return None
+    try:
+        old = cache_key_v1(
+            connection_identity=connection.identity,
+            principal=connection.principal(),
+            sql=sql,
+            params=params,
+            settings=connection.settings,
+            dialect=connection.dialect,
+        )
+    except TypeError:
+        return None
+    pin = saved.get(old)
+    return pin["result_id"] if pin and "key_version" not in pin else None

@@ -148,9 +148,9 @@ class QueryManager:
         )
         self._remember(record)
 
-        pinned_id = self._pinned_result(notebook, key, metadata) or self._legacy_pin(
-            metadata, connection, sql, params
-        )
+        pinned_id = self._pinned_result(notebook, key, metadata)
+        if pinned_id is None and mode == modes.REPRODUCIBLE:
+            pinned_id = legacy_keys.legacy_pin(metadata, connection, sql, params)
         pinned = (
             await self._in_store_thread(self.store.get, pinned_id)
             if (pinned_id and mode == modes.REPRODUCIBLE)
@@ -212,27 +212,6 @@ class QueryManager:
             return mem["result_id"]
         disk = pins.pins_from_metadata(metadata).get(key)
         return disk["result_id"] if disk else None
-
-    @staticmethod
-    def _legacy_pin(metadata, connection: Connection, sql, params) -> str | None:
-        """A pin saved under a version-1 key (before keys became exact): computed only
-        when the notebook holds such pins, so the tokenizer stays off the usual path."""
-        saved = pins.pins_from_metadata(metadata)
-        if not any("key_version" not in pin for pin in saved.values()):
-            return None
-        try:
-            old = legacy_keys.cache_key_v1(
-                connection_identity=connection.identity,
-                principal=connection.principal(),
-                sql=sql,
-                params=params,
-                settings=connection.settings,
-                dialect=connection.dialect,
-            )
-        except TypeError:
-            return None
-        pin = saved.get(old)
-        return pin["result_id"] if pin and "key_version" not in pin else None
 
     def _remember(self, record):
         self.records[record.id] = record
@@ -384,6 +363,16 @@ class QueryManager:
         if all(r.state in FINAL for r in run.subscribers):
             # nobody waits for this run any more: stop the warehouse query
             await asyncio.get_running_loop().run_in_executor(None, run.execution.cancel)
+
+    async def wait_final(self, record: QueryRecord, timeout: float) -> None:
+        """Return when the record is final or after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while record.state not in FINAL and (left := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(record._event.wait(), left)
+            except TimeoutError:
+                return
 
     async def wait(self, record: QueryRecord, since_version: int | None, timeout: float) -> None:
         """Return when the record changed after ``since_version`` or after ``timeout`` seconds."""
