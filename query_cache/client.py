@@ -253,7 +253,6 @@ def _query_stored(
         "connection": connection,
         "mode": mode,
         "max_age": max_age,
-        "wait": 0.5,  # a short query comes back done in the submit's answer
     }
     kernel_id = _kernel_id()
     if kernel_id:
@@ -267,9 +266,8 @@ def _query_stored(
     try:
         while status["state"] not in FINAL:
             display.update(status)
-            status = api.request(
-                "GET", f"civis/queries/{status['id']}?wait=0.5&version={status['version']}"
-            )
+            # until it ends (a short query: one answer) or 0.5 s pass (progress)
+            status = api.request("GET", f"civis/queries/{status['id']}?wait=0.5&final=1")
     except KeyboardInterrupt:
         try:
             status = api.request("POST", f"civis/queries/{status['id']}/cancel", timeout=30)

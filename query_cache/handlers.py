@@ -2,11 +2,11 @@
 
 Under ``{base_url}civis/queries``:
 
-- ``POST   /civis/queries``                 submit -> 201 + status JSON (has ``id``);
-                                            ``"wait": S`` answers once done or after S s
+- ``POST   /civis/queries``                 submit -> 201 + status JSON (has ``id``)
 - ``GET    /civis/queries``                 this server's running and recent queries
 - ``GET    /civis/queries/<id>``            status; ``?wait=S&version=V`` waits up to S
-                                            seconds for a change after version V
+                                            seconds for a change after version V;
+                                            ``&final=1``: for the query to end
 - ``GET    /civis/queries/<id>/result``     Arrow IPC stream; ``?format=path`` gives the
                                             stored Arrow IPC file's path instead
 - ``POST   /civis/queries/<id>/cancel``     cancel (also ``DELETE /civis/queries/<id>``)
@@ -65,18 +65,10 @@ class QueriesHandler(_Base):
             return self._bad_request("body", "must be a JSON object")
         if not isinstance(body, dict):
             return self._bad_request("body", "must be a JSON object")
-        wait = body.pop("wait", None)
-        if wait is not None and (
-            isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 5
-        ):
-            return self._bad_request("wait", "seconds to wait for the result, 0 to 5")
         try:
             record = await self.manager.submit(body)
         except InvalidInput as e:
             return self._bad_request(e.field, e.message)
-        if wait:
-            # a short query answers in this response: no poll round trips
-            await self.manager.wait_final(record, float(wait))
         self.set_status(201)
         self.finish(record.to_json())
 
@@ -110,7 +102,11 @@ class QueryHandler(_Base):
                 since = int(version) if version is not None else None
             except ValueError:
                 return self._bad_request("wait", "wait and version must be numbers")
-            await self.manager.wait(record, since, timeout)
+            if self.get_query_argument("final", "") == "1":
+                # the kernel client: one answer for a short query, not one per state
+                await self.manager.wait_final(record, timeout)
+            else:
+                await self.manager.wait(record, since, timeout)
         self.finish(record.to_json())
 
     @web.authenticated

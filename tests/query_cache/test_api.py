@@ -121,8 +121,6 @@ def test_bad_input_is_400_naming_the_field(server):
         ({"sql": "", "mode": "refresh"}, "sql"),
         ({"sql": "select 1", "max_age": -1}, "max_age"),
         ({"sql": "select $1::int", "params": {"a": 1}}, "params"),
-        ({"sql": "select 1", "wait": 60}, "wait"),
-        ({"sql": "select 1", "wait": "soon"}, "wait"),
     ]
     before = len(server.api("GET", "civis/queries").json()["queries"])
     for body, field in cases:
@@ -135,14 +133,15 @@ def test_bad_input_is_400_naming_the_field(server):
     assert len(server.api("GET", "civis/queries").json()["queries"]) == before
 
 
-def test_submit_with_wait_answers_a_short_query_done(server):
-    r = server.api("POST", "civis/queries", json={"sql": f"select 1 /* {uniq()} */", "wait": 5})
-    assert r.status_code == 201, r.text
+def test_status_wait_final_answers_once_the_query_ends(server):
+    status = server.submit(sql=f"select 1 /* {uniq()} */")
+    r = server.api("GET", f"civis/queries/{status['id']}?wait=30&final=1")
     assert r.json()["state"] == "done" and r.json()["rows"] == 1
-    # a long one still answers after the wait, running
-    r = server.api("POST", "civis/queries", json={"sql": "select pg_sleep(30)", "wait": 0.2})
-    assert r.status_code == 201 and r.json()["state"] in ("queued", "running"), r.text
-    assert server.api("POST", f"civis/queries/{r.json()['id']}/cancel").status_code == 200
+    # a long one answers after the wait, still running
+    status = server.submit(sql="select pg_sleep(30)")
+    r = server.api("GET", f"civis/queries/{status['id']}?wait=0.3&final=1")
+    assert r.json()["state"] in ("queued", "running"), r.text
+    assert server.api("POST", f"civis/queries/{status['id']}/cancel").status_code == 200
 
 
 def test_api_requires_authentication(server):
