@@ -15,11 +15,17 @@ postgresql://postgres@127.0.0.1:5432), a fresh database with a 1M-row x
   (f) our client, a hit served from the service to a server whose hot tier is
       cold (a new server with an empty hot folder each round; its start is not timed)
   (g) our client, a miss on a service-backed server (warehouse + hot tier + upload)
+  and, for short queries and large SQL texts:
+  (i) our client, ``select 1`` miss (pooled warehouse session)
+  (j) pandas.read_sql ``select 1`` on a pooled SQLAlchemy engine
+  (k) our client, a hit for a 1 MB SQL text (a 150,000-item IN list)
+  (l) pandas.read_sql running that 1 MB SQL
 
 Median of N interleaved rounds (``--repeat``, default 5; read_sql runs in 3 of them).
 The last line is machine-readable:
 hit_vs_limit=<d/e> hit_speedup_vs_read_sql=<a/d> miss_vs_adbc=<c/b> miss_speedup_vs_read_sql=<a/c>
-service_hit_vs_limit=<f/e>
+service_hit_vs_limit=<f/e> service_http_hit_vs_limit=<g/e>
+small_miss_vs_read_sql=<i/j> hit_1mb_sql_vs_read_sql=<k/l>
 Not a test: run it by hand, `python bench/query_cache.py` (`make bench`).
 """
 
@@ -224,7 +230,7 @@ def main():
 
         # Interleaved rounds, so load from anything else on the machine hits every
         # path alike; the slow read_sql runs in the first 3 rounds only.
-        times = {k: [] for k in "abcdefgh"}
+        times = {k: [] for k in "abcdefghijkl"}
         peaks = []
         idle = rss_mb(proc.pid, "VmRSS")
         can_reset = reset_peak(proc.pid)
@@ -257,6 +263,36 @@ def main():
         for _ in range(max(n, 5)):
             assert len(clock("d", hit)) == ROWS
             clock("e", limit)
+
+        small = "select 1 as one"
+        big = (
+            "select count(*) as n from bench_1m where id in ("
+            + ", ".join(str(i * 3) for i in range(150_000))
+            + ")"
+        )
+        assert len(big) > 1_000_000
+
+        def small_miss():
+            return query(small, mode="refresh", server=server, progress=False)
+
+        def small_read_sql():
+            with engine.connect() as conn:  # the engine's pool: a warm connection
+                return pd.read_sql(sa.text(small), conn)
+
+        def big_hit():
+            return query(big, max_age=3600, server=server, progress=False)
+
+        def big_read_sql():
+            with engine.connect() as conn:
+                return pd.read_sql(sa.text(big), conn)
+
+        small_miss(), small_read_sql()  # warm: a pooled session on both sides
+        assert big_hit().n[0] == big_read_sql().n[0]  # the first is a miss that stores it
+        for _ in range(max(n, 5) * 2):
+            clock("j", small_read_sql)
+            clock("i", small_miss)
+            clock("l", big_read_sql)
+            clock("k", big_hit)
 
         print("starting a hub with the civis result service", flush=True)
         service = ServiceHub(tmp)
@@ -311,6 +347,10 @@ def main():
             "f": "(f) service hit, cold, same host",
             "g": "(g) service hit, cold, HTTP",
             "h": "(h) service-backed miss",
+            "i": "(i) our client, select 1 miss",
+            "j": "(j) read_sql select 1, pooled",
+            "k": "(k) our client, hit, 1 MB SQL",
+            "l": "(l) read_sql, 1 MB SQL",
         }
         results = {k: statistics.median(v) for k, v in times.items()}
         for k, label in labels.items():
@@ -322,12 +362,13 @@ def main():
             + f"; stored file {os.path.getsize(path) / 1e6:.0f} MB",
             flush=True,
         )
-        a, b, c, d, e, f, g, h = (results[k] for k in "abcdefgh")
+        a, b, c, d, e, f, g, h, i, j, k, m = (results[x] for x in "abcdefghijkl")
         print(f"service-backed miss vs plain miss: {h / c:.2f}")
         print(
             f"hit_vs_limit={d / e:.2f} hit_speedup_vs_read_sql={a / d:.1f} "
             f"miss_vs_adbc={c / b:.2f} miss_speedup_vs_read_sql={a / c:.1f} "
-            f"service_hit_vs_limit={f / e:.2f} service_http_hit_vs_limit={g / e:.2f}"
+            f"service_hit_vs_limit={f / e:.2f} service_http_hit_vs_limit={g / e:.2f} "
+            f"small_miss_vs_read_sql={i / j:.2f} hit_1mb_sql_vs_read_sql={k / m:.2f}"
         )
     finally:
         if proc is not None:

@@ -47,15 +47,24 @@ def bare_start(workdir: Path) -> float:
     jupyter = Path(sys.executable).parent / "jupyter"
     started = time.perf_counter()
     process = subprocess.Popen(
-        [str(jupyter), "server", "--no-browser", f"--port={port}", "--ServerApp.token=bench",
-         "--ServerApp.allow_root=True", f"--ServerApp.root_dir={workdir}"],
+        [
+            str(jupyter),
+            "server",
+            "--no-browser",
+            f"--port={port}",
+            "--ServerApp.token=bench",
+            "--ServerApp.allow_root=True",
+            f"--ServerApp.root_dir={workdir}",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(
             lambda: answers(f"http://127.0.0.1:{port}/api", {"Authorization": "token bench"}),
-            timeout=120, interval=0.02, message="bare jupyter server",
+            timeout=120,
+            interval=0.02,
+            message="bare jupyter server",
         )
         return time.perf_counter() - started
     finally:
@@ -70,7 +79,9 @@ def hub_start(hub, user: str, server: str) -> float:
         raise RuntimeError(f"{user}/{server}: {r.status_code} {r.text}")
     wait_for(
         lambda: answers(f"{hub.url}/user/{user}/{server}/api", AUTH),
-        timeout=300, interval=0.02, message=f"{user}/{server}",
+        timeout=300,
+        interval=0.02,
+        message=f"{user}/{server}",
     )
     return time.perf_counter() - started
 

@@ -2,16 +2,17 @@
 
 In a notebook::
 
-    from jupyterhub_civis.query_cache import query
+    from jupyterhub_civis.query_cache import deliverable, query
+    deliverable("analysis")   # re-runs serve pinned results; "report": always fresh
     df = query("select * from sales where region = $1", ["west"], connection="default")
 
 The server side (``QueryCache``, see ``app.py``) is loaded lazily so importing
 the client in a kernel does not import jupyter_server.
 """
 
-from jupyterhub_civis.query_cache.client import QueryError, query, query_arrow
+from jupyterhub_civis.query_cache.client import QueryError, deliverable, query, query_arrow
 
-__all__ = ["query", "query_arrow", "QueryError", "load_ipython_extension"]
+__all__ = ["query", "query_arrow", "deliverable", "QueryError", "load_ipython_extension"]
 
 
 def _jupyter_server_extension_points():

@@ -8,10 +8,12 @@ the bundle's ``jupyter_server_config.d`` file enables it in single-user servers.
 from __future__ import annotations
 
 import os
+import urllib.parse
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import ensure_async
+from tornado.ioloop import PeriodicCallback
 from traitlets import Dict, Enum, Float, Int, Type, Unicode, default
 
 from jupyterhub_civis import envvars
@@ -19,7 +21,8 @@ from jupyterhub_civis.query_cache import modes
 from jupyterhub_civis.query_cache.handlers import handlers
 from jupyterhub_civis.query_cache.local_store import LocalStore
 from jupyterhub_civis.query_cache.manager import QueryManager
-from jupyterhub_civis.query_cache.pins import merge_pins
+from jupyterhub_civis.query_cache.pins import merge_deliverable, merge_pins
+from jupyterhub_civis.query_cache.pool import SessionPool
 from jupyterhub_civis.query_cache.store import ResultStore
 from jupyterhub_civis.query_cache.tiered_store import TieredStore
 from jupyterhub_civis.query_cache.warehouse import Connection, PostgresExecution
@@ -108,6 +111,26 @@ class QueryCache(ExtensionApp):
         "larger fetches slightly faster.",
     ).tag(config=True)
 
+    warehouse_idle_timeout = Float(
+        300.0,
+        help="""Seconds a PostgreSQL warehouse session may stay idle in this server's pool.
+
+        A cache miss reuses an idle session to the same resolved connection (same
+        URL after ``${VAR}`` expansion) instead of connecting anew; every reused
+        session is reset (``DISCARD ALL``, which also checks it is alive) and gets
+        the connection's settings again. A cancelled or failed query's session is
+        closed, never reused. Lower this if the warehouse limits connections or
+        closes idle ones sooner; 0 turns pooling off (a new session per query).
+        """,
+    ).tag(config=True)
+
+    warehouse_pool_size = Int(
+        4,
+        help="""Idle PostgreSQL sessions kept per resolved connection in this server
+        (``max_concurrent_queries`` bounds those in use). Each holds one warehouse
+        connection while idle, up to ``warehouse_idle_timeout`` seconds.""",
+    ).tag(config=True)
+
     service_url = Unicode(
         help="""The civis Hub service's URL, with its prefix (e.g.
         ``http://civis-service:10101/services/civis/``), used as the durable tier.
@@ -148,6 +171,15 @@ class QueryCache(ExtensionApp):
         }
         PostgresExecution.batch_size_hint_bytes = self.postgres_batch_size_hint_bytes
         self.store = self.store_class.from_extension(self)
+        self.pool = SessionPool(
+            idle_timeout=self.warehouse_idle_timeout, max_idle=self.warehouse_pool_size
+        )
+        if self.warehouse_idle_timeout > 0:
+            # idle sessions close on time even when no query comes to notice
+            self._pruner = PeriodicCallback(
+                self.pool.prune, max(1.0, self.warehouse_idle_timeout / 2) * 1000
+            )
+            self._pruner.start()
         serverapp = self.serverapp
         self.manager = QueryManager(
             store=self.store,
@@ -159,6 +191,7 @@ class QueryCache(ExtensionApp):
             notebook_for_kernel=self._notebook_for_kernel,
             notebook_metadata=self._notebook_metadata,
             log=self.log,
+            pool=self.pool,
         )
         self._metadata_cache: dict[str, tuple] = {}
         serverapp.contents_manager.register_pre_save_hook(self._pre_save)
@@ -170,7 +203,9 @@ class QueryCache(ExtensionApp):
         )
 
     def initialize_handlers(self):
-        self.handlers.extend(handlers(self.manager))
+        # the service's pages are reached through the hub's proxy at the same path
+        my_queries = urllib.parse.urlsplit(self.service_url).path if self.service_url else ""
+        self.handlers.extend(handlers(self.manager, my_queries))
 
     async def _notebook_for_kernel(self, kernel_id: str) -> str | None:
         sessions = await ensure_async(self.serverapp.session_manager.list_sessions())
@@ -204,6 +239,9 @@ class QueryCache(ExtensionApp):
 
     def _pre_save(self, model, path, **kwargs):
         merge_pins(model, self.manager.pins_for(path))
+        merge_deliverable(model, self.manager.notebook_deliverables.get(path))
 
     async def stop_extension(self):
+        if getattr(self, "_pruner", None) is not None:
+            self._pruner.stop()
         self.manager.shutdown()

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -28,18 +29,49 @@ from typing import Any
 import pyarrow as pa
 
 from jupyterhub_civis import envvars
+from jupyterhub_civis.query_cache import result_types
 
 FINAL = ("done", "failed", "cancelled")
 
 
 class QueryError(Exception):
-    """The query failed (warehouse message), was cancelled, or was rejected."""
+    """The query failed (warehouse message), was cancelled, or was rejected.
+
+    In IPython it shows as a few lines (``_render_traceback_``): the warehouse's
+    message, its SQLSTATE, the query's first line and the status page, instead
+    of a traceback through this client's internals."""
+
+    def __init__(self, message: str, *, sqlstate=None, sql=None, status_page=None):
+        super().__init__(message)
+        self.message, self.sqlstate, self.sql, self.status_page = (
+            message,
+            sqlstate,
+            sql,
+            status_page,
+        )
+
+    def _render_traceback_(self) -> list[str]:
+        lines = [f"QueryError: {self.message}"]
+        if self.sqlstate:
+            lines.append(f"SQLSTATE {self.sqlstate}")
+        if self.sql:
+            first = self.sql.strip().splitlines()[0] if self.sql.strip() else ""
+            more = " …" if len(self.sql.strip().splitlines()) > 1 else ""
+            lines.append(f"query: {first}{more}")
+        if self.status_page:
+            lines.append(f"status page: {self.status_page}")
+        return lines
 
 
 @dataclass
 class ServerInfo:
     url: str  # ends with "/"
     token: str
+    base_path: str = ""  # the server's path as the browser sees it, ends with "/"
+
+    @property
+    def status_page(self) -> str | None:
+        return self.base_path + "civis/queries/status" if self.base_path else None
 
 
 def _runtime_dir() -> str:
@@ -55,13 +87,17 @@ def _runtime_dir() -> str:
 
 def find_server(environ=os.environ) -> ServerInfo:
     if environ.get(envvars.QUERY_CACHE_URL):
+        url = environ[envvars.QUERY_CACHE_URL].rstrip("/") + "/"
         return ServerInfo(
-            environ[envvars.QUERY_CACHE_URL].rstrip("/") + "/",
-            environ.get(envvars.QUERY_CACHE_TOKEN, ""),
+            url, environ.get(envvars.QUERY_CACHE_TOKEN, ""), urllib.parse.urlsplit(url).path
         )
     if environ.get("JUPYTERHUB_SERVICE_URL") and environ.get("JUPYTERHUB_API_TOKEN"):
+        # the browser reaches this server through the hub's proxy at its prefix
+        prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
         return ServerInfo(
-            environ["JUPYTERHUB_SERVICE_URL"].rstrip("/") + "/", environ["JUPYTERHUB_API_TOKEN"]
+            environ["JUPYTERHUB_SERVICE_URL"].rstrip("/") + "/",
+            environ["JUPYTERHUB_API_TOKEN"],
+            prefix.rstrip("/") + "/",
         )
     candidates = []
     for path in glob.glob(os.path.join(_runtime_dir(), "jpserver-*.json")):
@@ -78,7 +114,9 @@ def find_server(environ=os.environ) -> ServerInfo:
             "cannot find the Jupyter server for this kernel (no JupyterHub environment and no "
             "matching jpserver-*.json runtime file); set CIVIS_QUERY_CACHE_URL"
         )
-    return ServerInfo(chosen[0]["url"].rstrip("/") + "/", chosen[0].get("token", ""))
+    info = chosen[0]
+    base = (info.get("base_url") or "/").rstrip("/") + "/"
+    return ServerInfo(info["url"].rstrip("/") + "/", info.get("token", ""), base)
 
 
 def _kernel_id() -> str | None:
@@ -122,9 +160,10 @@ class _Api:
 class _Progress:
     """An in-place progress display in the notebook (no-op outside IPython)."""
 
-    def __init__(self, show: bool):
+    def __init__(self, show: bool, status_page: str | None = None):
         self.handle = None
         self.last = None
+        self.status_page = status_page
         if not show:
             return
         try:
@@ -142,15 +181,20 @@ class _Progress:
         except Exception:
             self.handle = None
 
-    @staticmethod
-    def _bundle(status: dict) -> dict:
+    def _bundle(self, status: dict) -> dict:
         state = status.get("state")
         text = f"query {state} · {status.get('elapsed', 0):.1f} s · {status.get('rows', 0):,} rows"
         if status.get("cache"):
             text += f" · cache {status['cache']}"
-        if status.get("error") and state != "cancelled":
+        if status.get("error") and state not in ("cancelled", "failed"):
             text += f" · {status['error']}"
-        return {"text/plain": text, "text/html": f"<code>{html.escape(text)}</code>"}
+        markup = f"<code>{html.escape(text)}</code>"
+        if self.status_page:
+            markup += (
+                f' · <a href="{html.escape(self.status_page)}" target="_blank"'
+                ' rel="noopener">status page</a>'
+            )
+        return {"text/plain": text, "text/html": markup}
 
     def update(self, status: dict):
         if self.handle is None:
@@ -165,6 +209,21 @@ class _Progress:
             pass
 
 
+def deliverable(kind: str, *, server: ServerInfo | None = None) -> None:
+    """Declare what this notebook is, from now on and in its metadata when saved:
+
+    - ``"analysis"``: queries are reproducible — a re-run serves the result pinned
+      in the notebook (even if the data changed or the warehouse is down);
+    - ``"report"``: every run queries the warehouse (and records what it showed).
+    """
+    kernel_id = _kernel_id()
+    if not kernel_id:
+        raise QueryError("deliverable() works in a notebook's kernel")
+    _Api(server or find_server()).request(
+        "POST", "civis/notebook", {"kernel_id": kernel_id, "deliverable": kind}
+    )
+
+
 def _read_result(api: _Api, status: dict) -> pa.Table:
     path = status.get("result_path")
     if path and os.path.exists(path) and os.path.getsize(path) == status.get("bytes"):
@@ -176,7 +235,7 @@ def _read_result(api: _Api, status: dict) -> pa.Table:
     return pa.ipc.open_stream(payload).read_all()
 
 
-def query_arrow(
+def _query_stored(
     sql: str,
     params: list | dict | None = None,
     *,
@@ -186,11 +245,7 @@ def query_arrow(
     progress: bool = True,
     server: ServerInfo | None = None,
 ) -> pa.Table:
-    """Run ``sql`` through this server's query cache; return a pyarrow Table.
-
-    ``mode``: ``"reproducible"`` or ``"refresh"`` (default: the notebook's, else
-    the server's). ``max_age``: reuse a stored result at most this many seconds old.
-    """
+    """The stored result, as the warehouse gave it (see :mod:`.result_types`)."""
     api = _Api(server or find_server())
     body = {
         "sql": sql,
@@ -202,14 +257,17 @@ def query_arrow(
     kernel_id = _kernel_id()
     if kernel_id:
         body["kernel_id"] = kernel_id
-    display = _Progress(progress)
-    status = api.request("POST", "civis/queries", body)
+    display = _Progress(progress, api.server.status_page)
+    try:
+        status = api.request("POST", "civis/queries", body)
+    except QueryError as e:
+        display.update({"state": "rejected", "elapsed": 0, "rows": 0})
+        raise QueryError(e.message, sql=sql) from None
     try:
         while status["state"] not in FINAL:
             display.update(status)
-            status = api.request(
-                "GET", f"civis/queries/{status['id']}?wait=0.5&version={status['version']}"
-            )
+            # until it ends (a short query: one answer) or 0.5 s pass (progress)
+            status = api.request("GET", f"civis/queries/{status['id']}?wait=0.5&final=1")
     except KeyboardInterrupt:
         try:
             status = api.request("POST", f"civis/queries/{status['id']}/cancel", timeout=30)
@@ -217,13 +275,30 @@ def query_arrow(
         finally:
             raise KeyboardInterrupt("query cancelled") from None
     display.update(status)
-    if status["state"] == "failed":
-        raise QueryError(status.get("error") or "query failed")
-    if status["state"] == "cancelled":
-        raise QueryError("query cancelled")
+    if status["state"] in ("failed", "cancelled"):
+        message = status.get("error") or "query failed"
+        raise QueryError(
+            "query cancelled" if status["state"] == "cancelled" else message,
+            sqlstate=status.get("sqlstate"),
+            sql=sql,
+            status_page=api.server.status_page,
+        ) from None
     return _read_result(api, status)
 
 
-def query(sql: str, params: list | dict | None = None, **kwargs):
-    """Like :func:`query_arrow`, returning a pandas DataFrame."""
-    return query_arrow(sql, params, **kwargs).to_pandas()
+def query_arrow(sql: str, params: list | dict | None = None, **kwargs) -> pa.Table:
+    """Run ``sql`` through this server's query cache; return a pyarrow Table.
+
+    ``mode``: ``"reproducible"`` or ``"refresh"`` (default: the notebook's, else
+    the server's). ``max_age``: reuse a stored result at most this many seconds old.
+    PostgreSQL ``numeric`` is exact: ``decimal128`` (or its text beyond 38 digits).
+    """
+    return result_types.for_arrow(_query_stored(sql, params, **kwargs))
+
+
+def query(sql: str, params: list | dict | None = None, *, exact_decimals: bool = False, **kwargs):
+    """Like :func:`query_arrow`, returning a pandas DataFrame with the types
+    ``pandas.read_sql`` gives (``numeric`` -> float64; ``exact_decimals=True``
+    keeps ``decimal.Decimal`` values instead)."""
+    stored = _query_stored(sql, params, **kwargs)
+    return result_types.for_pandas(stored, exact_decimals=exact_decimals)

@@ -5,11 +5,14 @@ Under ``{base_url}civis/queries``:
 - ``POST   /civis/queries``                 submit -> 201 + status JSON (has ``id``)
 - ``GET    /civis/queries``                 this server's running and recent queries
 - ``GET    /civis/queries/<id>``            status; ``?wait=S&version=V`` waits up to S
-                                            seconds for a change after version V
+                                            seconds for a change after version V;
+                                            ``&final=1``: for the query to end
 - ``GET    /civis/queries/<id>/result``     Arrow IPC stream; ``?format=path`` gives the
                                             stored Arrow IPC file's path instead
 - ``POST   /civis/queries/<id>/cancel``     cancel (also ``DELETE /civis/queries/<id>``)
 - ``GET    /civis/queries/status``          the live status page (HTML)
+- ``POST   /civis/notebook``                ``{"kernel_id", "deliverable"}``: the kernel's
+                                            notebook is an ``analysis`` or a ``report``
 """
 
 from __future__ import annotations
@@ -70,6 +73,22 @@ class QueriesHandler(_Base):
         self.finish(record.to_json())
 
 
+class NotebookHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def post(self):
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            return self._bad_request("body", "must be a JSON object")
+        if not isinstance(body, dict):
+            return self._bad_request("body", "must be a JSON object")
+        try:
+            self.finish(await self.manager.set_deliverable(body))
+        except InvalidInput as e:
+            return self._bad_request(e.field, e.message)
+
+
 class QueryHandler(_Base):
     @web.authenticated
     @authorized
@@ -83,7 +102,11 @@ class QueryHandler(_Base):
                 since = int(version) if version is not None else None
             except ValueError:
                 return self._bad_request("wait", "wait and version must be numbers")
-            await self.manager.wait(record, since, timeout)
+            if self.get_query_argument("final", "") == "1":
+                # the kernel client: one answer for a short query, not one per state
+                await self.manager.wait_final(record, timeout)
+            else:
+                await self.manager.wait(record, since, timeout)
         self.finish(record.to_json())
 
     @web.authenticated
@@ -178,6 +201,9 @@ def _js(value: str) -> str:
 class StatusPageHandler(JupyterHandler):
     auth_resource = AUTH_RESOURCE
 
+    def initialize(self, my_queries_url: str = ""):
+        self.my_queries_url = my_queries_url
+
     @web.authenticated
     @authorized
     def get(self):
@@ -185,17 +211,20 @@ class StatusPageHandler(JupyterHandler):
         page = string.Template(STATUS_PAGE).substitute(
             api_url=_js(self.base_url + "civis/queries"),
             xsrf=_js(token.decode() if isinstance(token, bytes) else token),
+            my_queries=_js(self.my_queries_url),
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(page)
 
 
-def handlers(manager) -> list[tuple]:
+def handlers(manager, my_queries_url: str = "") -> list[tuple]:
+    """``my_queries_url``: the civis service's "My queries" page (browser path), if any."""
     kw = {"manager": manager}
     qid = r"([0-9a-f]{32})"
     return [
         (r"/civis/queries", QueriesHandler, kw),
-        (r"/civis/queries/status", StatusPageHandler),
+        (r"/civis/notebook", NotebookHandler, kw),
+        (r"/civis/queries/status", StatusPageHandler, {"my_queries_url": my_queries_url}),
         (rf"/civis/queries/{qid}", QueryHandler, kw),
         (rf"/civis/queries/{qid}/result", ResultHandler, kw),
         (rf"/civis/queries/{qid}/cancel", CancelHandler, kw),

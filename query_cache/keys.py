@@ -3,19 +3,19 @@
 A key is the SHA-256 of a canonical JSON document holding everything that can
 change a query's result:
 
-- the connection identity (the admin's URL template with any password masked,
-  so rotating a secret does not invalidate the cache and never enters it),
+- the *resolved* connection identity (driver, host, port, database, user,
+  the URL's query options, and whatever extra identity the connection
+  declares, such as a role or a search_path; never the password),
 - the warehouse principal (the identity the query runs as),
-- the SQL text,
-- the parameters,
+- the SQL text, exactly as written: only leading/trailing whitespace and one
+  trailing ``;`` are removed (:func:`statement_text`),
+- the parameters, each with its type,
 - session settings that change results (time zone, search path, ...).
 
-SQL is normalised only by a real SQL tokenizer (sqlglot, in the connection's
-dialect): the key keeps every token's exact source text and every comment's
-text, and drops only the whitespace *between* tokens. Two queries that differ
-inside a string literal, a quoted identifier or a comment therefore never share
-a key. If the tokenizer fails, or cannot account for every character, the
-exact text is used instead: a missed cache hit is acceptable, a wrong one is not.
+There is deliberately no token-level normalisation: whitespace between tokens
+can change a query's meaning (``5 % -3`` vs ``5%-3`` in PostgreSQL), so two
+texts that differ in any character are two keys. Building a key is one pass
+over the text (hashing), whatever its size.
 """
 
 from __future__ import annotations
@@ -25,50 +25,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-KEY_VERSION = 1
-_COMMENT_DELIMITERS = set("-/*#")
+KEY_VERSION = 2
 
 
-def _nows(text: str) -> str:
-    return "".join(text.split())
-
-
-def canonical_sql(sql: str, dialect: str | None = None) -> list:
-    """A whitespace-insensitive, otherwise exact, representation of ``sql``.
-
-    Returns ``["tokens", [[raw, [comments...]], ...]]`` or ``["text", sql]`` when
-    the tokenizer cannot be trusted for this text.
-    """
-    try:
-        from sqlglot.dialects import Dialect
-
-        tokens = Dialect.get_or_raise(dialect or None).tokenize(sql)
-    except Exception:
-        return ["text", sql]
-    covered = bytearray(len(sql))
-    parts = []
-    comments_seen: list[str] = []
-    for token in tokens:
-        raw = sql[token.start : token.end + 1]
-        for i in range(token.start, token.end + 1):
-            covered[i] = 1
-        comments = [str(c) for c in (token.comments or [])]
-        comments_seen.extend(comments)
-        parts.append([raw, comments])
-    # Safety net: every non-whitespace character outside the tokens must be
-    # comment text or comment delimiters, else fall back to the exact text.
-    rest = _nows("".join(ch for i, ch in enumerate(sql) if not covered[i]))
-    for comment in comments_seen:
-        c = _nows(comment)
-        idx = rest.find(c) if c else 0
-        if idx < 0:
-            return ["text", sql]
-        if set(rest[:idx]) - _COMMENT_DELIMITERS:
-            return ["text", sql]
-        rest = rest[idx + len(c) :]
-    if set(rest) - _COMMENT_DELIMITERS:
-        return ["text", sql]
-    return ["tokens", parts]
+def statement_text(sql: str) -> str:
+    """The SQL as keyed and run: outer whitespace and one trailing ``;`` removed."""
+    text = sql.strip()
+    if text.endswith(";"):
+        text = text[:-1]
+    return text
 
 
 def _jsonable(value: Any) -> Any:
@@ -84,21 +49,24 @@ def _jsonable(value: Any) -> Any:
 
 def cache_key(
     *,
-    connection_identity: str,
+    connection_identity: Mapping[str, Any] | str,
     principal: str | None,
     sql: str,
     params: Sequence | Mapping | None = None,
     settings: Mapping[str, Any] | None = None,
-    dialect: str | None = None,
 ) -> str:
     """SHA-256 hex digest identifying the result of one query."""
-    document = {
+    head = {
         "v": KEY_VERSION,
-        "connection": connection_identity,
+        "connection": _jsonable(connection_identity),
         "principal": principal or "",
-        "sql": canonical_sql(sql, dialect),
         "params": _jsonable(params) if params is not None else None,
         "settings": _jsonable(dict(settings or {})),
     }
-    blob = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256()
+    digest.update(json.dumps(head, sort_keys=True, separators=(",", ":")).encode())
+    # the SQL last and raw: no escaping pass over a large text, and the JSON
+    # head (which cannot contain a NUL) is separated from it unambiguously
+    digest.update(b"\0")
+    digest.update(statement_text(sql).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()

@@ -22,13 +22,17 @@ from collections.abc import Iterable
 import pyarrow as pa
 import sqlalchemy as sa
 
+from jupyterhub_civis.query_cache.local_durability import (  # noqa: F401 (re-exported)
+    SUFFIX,
+    TMP_PREFIX,
+    UNSYNCED_PREFIX,
+    Flusher,
+    fsync_path,
+    sync_and_unmark,
+    writer_alive,
+)
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
 from jupyterhub_civis.retention import Candidate, choose_evictions
-
-TMP_PREFIX = ".tmp-"
-UNSYNCED_PREFIX = ".unsynced-"  # + <pid>-<result id>: a visible copy not yet fsynced
-SUFFIX = ".arrow"
-
 
 _meta = sa.MetaData()
 results_table = sa.Table(
@@ -47,73 +51,6 @@ pins_table = sa.Table(
     sa.Column("result_id", sa.String(64), primary_key=True),
     sa.Column("owner", sa.String(1024), primary_key=True),
 )
-
-
-class _Flusher:
-    """fsync a file being written in the background every ``step`` bytes, so the
-    final fsync before the rename (needed for crash safety) has little left to do."""
-
-    step = 32 << 20
-
-    def __init__(self, path):
-        self.fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
-        self.pending = None
-        self.next_at = self.step
-        self.pool = None
-
-    def maybe_flush(self, written):
-        if written < self.next_at or (self.pending is not None and not self.pending.done()):
-            return
-        self.next_at = written + self.step
-        if self.pool is None:
-            self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="civis-fsync")
-        self.pending = self.pool.submit(os.fdatasync, self.fd)
-
-    def final(self):
-        if self.pending is not None:
-            self.pending.result()
-        os.fsync(self.fd)
-
-    def close(self):
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
-        os.close(self.fd)
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _writer_alive(name: str, prefix: str = TMP_PREFIX) -> bool:
-    """Whether the process named in a temp file or marker (``<prefix><pid>-…``) still runs."""
-    try:
-        pid = int(name[len(prefix) :].split("-", 1)[0])
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        return False  # our own leftovers from before a restart of this same pid cannot exist
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _sync_and_unmark(path: str, marker: str) -> None:
-    try:
-        _fsync_path(path)
-    except FileNotFoundError:
-        pass  # evicted meanwhile
-    try:
-        os.unlink(marker)
-    except FileNotFoundError:
-        pass
 
 
 class PendingFile:
@@ -142,7 +79,7 @@ class PendingFile:
             pass
 
     def write_batches(self, schema, batches, *, max_bytes=None, on_progress=None) -> None:
-        flusher = _Flusher(self.path)
+        flusher = Flusher(self.path)
         try:
             with pa.OSFile(self.path, "wb") as sink:
                 with pa.ipc.new_file(sink, schema) as writer:
@@ -209,7 +146,7 @@ class PendingFile:
         (to be fetched again) if this process died before the sync.
         """
         if not (self._synced or durable_elsewhere):
-            _fsync_path(self.path)
+            fsync_path(self.path)
             self._synced = True
         if self._synced:
             return self.store._commit(self, result_id, key, created, pins)
@@ -283,7 +220,7 @@ class LocalStore(ResultStore):
             names = os.listdir(self.directory)
             unsynced = set()  # copies whose background fsync never finished: maybe torn
             for name in names:
-                if name.startswith(UNSYNCED_PREFIX) and not _writer_alive(name, UNSYNCED_PREFIX):
+                if name.startswith(UNSYNCED_PREFIX) and not writer_alive(name, UNSYNCED_PREFIX):
                     unsynced.add(name.split("-", 2)[2])
                     os.unlink(os.path.join(self.directory, name))
             if unsynced:
@@ -295,7 +232,7 @@ class LocalStore(ResultStore):
                 if name.startswith(UNSYNCED_PREFIX):
                     continue
                 if name.startswith(TMP_PREFIX):
-                    if not _writer_alive(name):
+                    if not writer_alive(name):
                         os.unlink(full)
                 elif name.endswith(SUFFIX):
                     rid = name[: -len(SUFFIX)]
@@ -377,10 +314,10 @@ class LocalStore(ResultStore):
                 self._syncer = concurrent.futures.ThreadPoolExecutor(
                     1, thread_name_prefix="civis-hot-sync"
                 )
-        self._syncer.submit(_sync_and_unmark, path, marker)
+        self._syncer.submit(sync_and_unmark, path, marker)
 
     def _fsync_dir(self):
-        _fsync_path(self.directory)
+        fsync_path(self.directory)
 
     def _row_to_result(self, row) -> StoredResult:
         return StoredResult(

@@ -14,83 +14,40 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from jupyterhub_civis.errors import InvalidInput
-from jupyterhub_civis.query_cache import keys, modes, pins
-from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
-from jupyterhub_civis.query_cache.warehouse import Cancelled, Connection, WarehouseError
-
-QUEUED, RUNNING, FETCHING, STORING, DONE, FAILED, CANCELLED = (
-    "queued",
-    "running",
-    "fetching",
-    "storing",
-    "done",
-    "failed",
-    "cancelled",
+from jupyterhub_civis.query_cache import keys, legacy_keys, modes, pins
+from jupyterhub_civis.query_cache.pool import SessionPool
+from jupyterhub_civis.query_cache.records import (  # noqa: F401 (re-exported)
+    CANCELLED,
+    DONE,
+    FAILED,
+    FETCHING,
+    FINAL,
+    QUEUED,
+    RUNNING,
+    STORING,
+    QueryRecord,
 )
-FINAL = (DONE, FAILED, CANCELLED)
-
-
-class QueryRecord:
-    """One caller's query, as the API and the status page see it."""
-
-    def __init__(self, *, sql, params, connection, mode, max_age, notebook, key):
-        self.id = uuid.uuid4().hex
-        self.sql, self.params, self.connection = sql, params, connection
-        self.mode, self.max_age, self.notebook, self.key = mode, max_age, notebook, key
-        self.submitted = time.time()
-        self.finished: float | None = None
-        self.state = QUEUED
-        self.cache: str | None = None  # "hit" | "miss"
-        self.shared = False  # joined an identical query already running
-        self.rows = 0
-        self.bytes = 0
-        self.error: str | None = None
-        self.result: StoredResult | None = None
-        self.run: _Run | None = None
-        self.version = 0
-        self._event = asyncio.Event()
-
-    def changed(self):
-        self.version += 1
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-    def to_json(self) -> dict:
-        end = self.finished or time.time()
-        return {
-            "id": self.id,
-            "sql": pins.excerpt(self.sql),
-            "connection": self.connection,
-            "mode": self.mode,
-            "max_age": self.max_age,
-            "notebook": self.notebook,
-            "key": self.key,
-            "state": self.state,
-            "cache": self.cache,
-            "shared": self.shared,
-            "submitted": self.submitted,
-            "elapsed": round(end - self.submitted, 3),
-            "rows": self.rows,
-            "bytes": self.bytes,
-            "error": self.error,
-            "result_id": self.result.result_id if self.result else None,
-            "result_path": self.result.path if self.result and self.state == DONE else None,
-            "version": self.version,
-        }
+from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
+from jupyterhub_civis.query_cache.warehouse import (
+    Cancelled,
+    Connection,
+    WarehouseError,
+    WarehouseUnreachable,
+    execution_for,
+)
 
 
 class _Run:
     """One warehouse execution shared by every identical concurrent caller."""
 
-    def __init__(self, key, connection: Connection, sql, params):
+    def __init__(self, key, connection: Connection, sql, params, pool: SessionPool):
         self.key, self.connection, self.sql, self.params = key, connection, sql, params
-        self.execution = connection.execution()
+        self.execution = execution_for(connection, pool)
         self.subscribers: list[QueryRecord] = []
 
 
@@ -107,8 +64,10 @@ class QueryManager:
         notebook_for_kernel: Callable[[str], Awaitable[str | None]] | None = None,
         notebook_metadata: Callable[[str], Awaitable[dict | None]] | None = None,
         log: logging.Logger | None = None,
+        pool: SessionPool | None = None,
     ):
         self.store = store
+        self.pool = pool or SessionPool()
         self.connections = dict(connections)
         self.default_mode = default_mode
         self.max_result_bytes = max_result_bytes
@@ -126,6 +85,8 @@ class QueryManager:
         self.inflight: dict[str, _Run] = {}
         # notebook path -> key -> pin (what the pre-save hook writes)
         self.notebook_pins: dict[str, dict[str, dict]] = {}
+        # notebook path -> "analysis" | "report", set from the kernel, saved by the hook
+        self.notebook_deliverables: dict[str, str] = {}
 
     # ---------------------------------------------------------------- submit
     async def submit(self, body: Mapping[str, Any]) -> QueryRecord:
@@ -154,21 +115,27 @@ class QueryManager:
             if (notebook and self.notebook_metadata)
             else None
         )
+        if notebook in self.notebook_deliverables:  # set since the last save
+            civis = dict((metadata or {}).get("jupyterhub_civis") or {})
+            civis["deliverable"] = self.notebook_deliverables[notebook]
+            civis.pop("query_mode", None)
+            metadata = {**(metadata or {}), "jupyterhub_civis": civis}
         mode = modes.resolve_mode(
             call_mode, modes.notebook_default_mode(metadata), self.default_mode
         )
 
         try:
             key = keys.cache_key(
-                connection_identity=connection.identity,
+                connection_identity=connection.key_identity(),
                 principal=connection.principal(),
                 sql=sql,
                 params=params,
                 settings=connection.settings,
-                dialect=connection.dialect,
             )
         except TypeError as e:
             raise InvalidInput("params", str(e)) from None
+        except WarehouseUnreachable as e:
+            raise InvalidInput("connection", str(e)) from None
 
         record = QueryRecord(
             sql=sql,
@@ -182,6 +149,8 @@ class QueryManager:
         self._remember(record)
 
         pinned_id = self._pinned_result(notebook, key, metadata)
+        if pinned_id is None and mode == modes.REPRODUCIBLE:
+            pinned_id = legacy_keys.legacy_pin(metadata, connection, sql, params)
         pinned = (
             await self._in_store_thread(self.store.get, pinned_id)
             if (pinned_id and mode == modes.REPRODUCIBLE)
@@ -213,6 +182,24 @@ class QueryManager:
         else:
             self._start_or_join(record, connection)
         return record
+
+    async def set_deliverable(self, body: Mapping[str, Any]) -> dict:
+        """The kernel's notebook becomes an analysis or a report from now on (and in
+        its metadata when next saved)."""
+        deliverable = modes.validate_deliverable(body.get("deliverable"))
+        notebook = body.get("notebook")
+        if notebook is not None and not isinstance(notebook, str):
+            raise InvalidInput("notebook", "must be a notebook path")
+        kernel_id = body.get("kernel_id")
+        if notebook is None and isinstance(kernel_id, str) and self.notebook_for_kernel:
+            notebook = await self.notebook_for_kernel(kernel_id)
+        if not notebook:
+            raise InvalidInput(
+                "kernel_id", "this kernel belongs to no notebook session: open the notebook"
+            )
+        self.notebook_deliverables[notebook] = deliverable
+        mode = modes.DELIVERABLE_MODES[deliverable]
+        return {"notebook": notebook, "deliverable": deliverable, "mode": mode}
 
     async def _in_store_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.store_executor, fn, *args)
@@ -260,7 +247,9 @@ class QueryManager:
             record.state = run.subscribers[0].state
             record.changed()
             return
-        run = _Run(record.key, connection, record.sql, record.params)
+        run = _Run(
+            record.key, connection, keys.statement_text(record.sql), record.params, self.pool
+        )
         run.subscribers.append(record)
         record.run = run
         self.inflight[record.key] = run
@@ -344,6 +333,9 @@ class QueryManager:
             )
         elif isinstance(exc, WarehouseError):
             message, state = str(exc), FAILED
+            for record in run.subscribers:
+                if record.state not in FINAL:
+                    record.sqlstate = exc.sqlstate
         else:
             self.log.error("query run failed", exc_info=exc)
             message, state = f"internal error: {type(exc).__name__}", FAILED
@@ -372,6 +364,16 @@ class QueryManager:
             # nobody waits for this run any more: stop the warehouse query
             await asyncio.get_running_loop().run_in_executor(None, run.execution.cancel)
 
+    async def wait_final(self, record: QueryRecord, timeout: float) -> None:
+        """Return when the record is final or after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while record.state not in FINAL and (left := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(record._event.wait(), left)
+            except TimeoutError:
+                return
+
     async def wait(self, record: QueryRecord, since_version: int | None, timeout: float) -> None:
         """Return when the record changed after ``since_version`` or after ``timeout`` seconds."""
         if since_version is None or record.version != since_version or record.state in FINAL:
@@ -394,6 +396,7 @@ class QueryManager:
             "mode": record.mode,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.result.created)),
             "rows": record.result.rows,
+            "key_version": keys.KEY_VERSION,
         }
         replaced = old["result_id"] if old and old["result_id"] != record.result.result_id else None
         return self.store_executor.submit(
@@ -428,3 +431,4 @@ class QueryManager:
                 pass
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.store_executor.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()

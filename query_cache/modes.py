@@ -33,6 +33,16 @@ def validate_mode(mode: Any, field: str = "mode") -> str | None:
     return mode
 
 
+def validate_deliverable(value: Any) -> str:
+    if value not in DELIVERABLE_MODES:
+        raise InvalidInput(
+            "deliverable",
+            "use 'analysis' (re-runs serve the results pinned in the notebook) or "
+            "'report' (every run queries the warehouse)",
+        )
+    return value
+
+
 def validate_max_age(max_age: Any) -> float | None:
     if max_age is None:
         return None

@@ -31,6 +31,18 @@ def pins_from_metadata(notebook_metadata: dict | None) -> dict[str, dict]:
     }
 
 
+def merge_deliverable(model: dict, deliverable: str | None) -> bool:
+    """Write ``metadata.jupyterhub_civis.deliverable`` into a notebook model in place."""
+    if not deliverable or model.get("type") != "notebook":
+        return False
+    content = model.get("content")
+    if not isinstance(content, dict):
+        return False
+    civis = content.setdefault("metadata", {}).setdefault("jupyterhub_civis", {})
+    civis["deliverable"] = deliverable
+    return True
+
+
 def merge_pins(model: dict, pins: dict[str, dict[str, Any]]) -> bool:
     """Write ``pins`` into a notebook contents model in place; True if it changed."""
     if not pins or model.get("type") != "notebook":

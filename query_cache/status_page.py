@@ -1,8 +1,11 @@
 """The live status page (HTML + a little JavaScript, no build step).
 
 Kept as a Python string so it ships with the package without package-data
-configuration. ``$api_url`` and ``$xsrf`` are filled by ``string.Template``; the
-page sends the XSRF token as ``X-XSRFToken`` when it cancels.
+configuration. ``$api_url``, ``$xsrf`` and ``$my_queries`` are filled by
+``string.Template``. Every request, the list poll included, sends the XSRF
+token as ``X-XSRFToken`` (the ``_xsrf`` cookie's value, else the one the page
+was rendered with): under JupyterHub a single-user server refuses any
+cookie-authenticated fetch without it, GET included.
 """
 
 STATUS_PAGE = """<!DOCTYPE html>
@@ -22,7 +25,8 @@ STATUS_PAGE = """<!DOCTYPE html>
 </head>
 <body>
 <h1>Warehouse queries on this server</h1>
-<p>Running and recent queries; updates live. <span id="error" role="alert"></span></p>
+<p>Running and recent queries; updates live. <a id="my-queries" hidden>My queries (all servers)</a>
+<span id="error" role="alert"></span></p>
 <table>
  <thead><tr><th>SQL</th><th>State</th><th>Elapsed</th><th>Rows</th><th>Cache</th><th></th></tr></thead>
  <tbody id="queries"><tr><td colspan="6">Loading…</td></tr></tbody>
@@ -32,9 +36,20 @@ STATUS_PAGE = """<!DOCTYPE html>
   "use strict";
   var API = $api_url;
   var XSRF = $xsrf;
+  var MY_QUERIES = $my_queries;
   var FINAL = { done: 1, failed: 1, cancelled: 1 };
   var body = document.getElementById("queries");
   var errorBox = document.getElementById("error");
+  if (MY_QUERIES) {
+    var link = document.getElementById("my-queries");
+    link.href = MY_QUERIES;
+    link.hidden = false;
+  }
+
+  function xsrf() {
+    var m = document.cookie.match(/(?:^|; )_xsrf=([^;]*)/);
+    return m ? decodeURIComponent(m[1]) : XSRF;
+  }
 
   function cell(row, text, cls) {
     var td = document.createElement("td");
@@ -48,7 +63,7 @@ STATUS_PAGE = """<!DOCTYPE html>
     button.disabled = true;
     fetch(API + "/" + id + "/cancel", {
       method: "POST", credentials: "same-origin",
-      headers: { "X-XSRFToken": XSRF }
+      headers: { "X-XSRFToken": xsrf() }
     }).then(function (r) {
       if (!r.ok) { errorBox.textContent = "Cancel failed: HTTP " + r.status; button.disabled = false; }
       refresh();
@@ -85,7 +100,7 @@ STATUS_PAGE = """<!DOCTYPE html>
   }
 
   function refresh() {
-    return fetch(API, { credentials: "same-origin" })
+    return fetch(API, { credentials: "same-origin", headers: { "X-XSRFToken": xsrf() } })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (data) { errorBox.textContent = ""; render(data.queries); })
       .catch(function (e) { errorBox.textContent = "Cannot load queries: " + e.message; });

@@ -1,15 +1,12 @@
-"""Warehouse connections and Arrow-native execution with real cancel.
-
-An admin configures connections by name (``QueryCache.connections``); each is
-a SQLAlchemy URL, optionally with ``${VAR}`` placeholders filled from the
-server's environment when connecting (that is how credentials are supplied:
-they never appear in cache keys, metadata, logs or error messages).
+"""Arrow-native execution of one query on a named connection, with real cancel.
 
 Drivers, by URL scheme:
 
 - ``postgresql[+anything]://``: ADBC (``adbc-driver-postgresql``), streamed
-  as Arrow record batches; cancel sends the PostgreSQL cancel request
-  (``PQcancel``) and ``pg_cancel_backend`` for the query's backend.
+  as Arrow record batches over a pooled session (:mod:`.pool`); types the
+  driver cannot decode are cast in the warehouse (:mod:`.result_types`);
+  cancel sends the PostgreSQL cancel request (``PQcancel``) and
+  ``pg_cancel_backend`` for the query's backend.
 - ``duckdb:///path``: DuckDB's own Arrow output (read-only); cancel interrupts.
 - anything else: SQLAlchemy, rows converted to Arrow in chunks; cancel closes
   the DBAPI connection (best effort; the driver decides how fast it stops).
@@ -17,156 +14,43 @@ Drivers, by URL scheme:
 
 from __future__ import annotations
 
-import os
-import re
-import string
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
-from jupyterhub_civis.errors import InvalidInput
+from jupyterhub_civis.query_cache import result_types
+from jupyterhub_civis.query_cache.connection import (  # noqa: F401 (re-exported)
+    Cancelled,
+    Connection,
+    WarehouseError,
+    WarehouseUnreachable,
+    warehouse_message,
+)
+from jupyterhub_civis.query_cache.pool import SessionPool
 
-_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-
-
-class WarehouseError(Exception):
-    """The warehouse rejected the query (its message, credentials scrubbed)."""
-
-
-class WarehouseUnreachable(WarehouseError):
-    """The warehouse could not be reached."""
-
-
-class Cancelled(Exception):
-    pass
+_DEFAULT_POOL = SessionPool()
 
 
-@dataclass(frozen=True)
-class Connection:
-    name: str
-    url_template: str
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    principal_override: str | None = None
-
-    @classmethod
-    def from_config(cls, name: str, value: Any) -> Connection:
-        if isinstance(value, str):
-            return cls(name, value)
-        if isinstance(value, Mapping) and isinstance(value.get("url"), str):
-            settings = dict(value.get("settings") or {})
-            for k in settings:
-                if not _SETTING_NAME.match(k):
-                    raise ValueError(f"connection {name!r}: bad setting name {k!r}")
-            return cls(name, value["url"], settings, value.get("principal"))
-        raise ValueError(f"connection {name!r}: expected a URL string or a dict with 'url'")
-
-    # -- identity (safe to hash, log and show)
-    def _parsed_template(self):
-        from sqlalchemy.engine import make_url
-
-        return make_url(self.url_template)
-
-    @property
-    def scheme(self) -> str:
-        return self.url_template.split(":", 1)[0].lower()
-
-    @property
-    def backend(self) -> str:
-        return self.scheme.split("+", 1)[0]
-
-    @property
-    def dialect(self) -> str | None:
-        return {
-            "postgresql": "postgres",
-            "postgres": "postgres",
-            "duckdb": "duckdb",
-            "sqlite": "sqlite",
-            "mysql": "mysql",
-            "snowflake": "snowflake",
-            "bigquery": "bigquery",
-        }.get(self.backend)
-
-    @property
-    def identity(self) -> str:
-        """The URL template with any password masked (placeholders stay unexpanded)."""
-        try:
-            return self._parsed_template().render_as_string(hide_password=True)
-        except Exception:
-            return self.url_template
-
-    def resolved_url(self, environ: Mapping[str, str] = os.environ) -> str:
-        try:
-            return string.Template(self.url_template).substitute(environ)
-        except KeyError as e:
-            raise WarehouseUnreachable(
-                f"connection {self.name!r} needs the environment variable {e.args[0]} on the server"
-            ) from None
-
-    def principal(self, environ: Mapping[str, str] = os.environ) -> str:
-        if self.principal_override:
-            return self.principal_override
-        try:
-            from sqlalchemy.engine import make_url
-
-            return make_url(self.resolved_url(environ)).username or ""
-        except WarehouseUnreachable:
-            return ""
-        except Exception:
-            return ""
-
-    def secrets(self, environ: Mapping[str, str] = os.environ) -> list[str]:
-        out = []
-        try:
-            from sqlalchemy.engine import make_url
-
-            resolved = self.resolved_url(environ)
-            out.append(resolved)
-            pw = make_url(resolved).password
-            if pw:
-                out.append(str(pw))
-        except Exception:
-            pass
-        for var in re.findall(r"\$\{(\w+)\}|\$(\w+)", self.url_template):
-            v = environ.get(var[0] or var[1])
-            if v and len(v) >= 3:
-                out.append(v)
-        return sorted(set(out), key=len, reverse=True)
-
-    def scrub(self, message: str) -> str:
-        for secret in self.secrets():
-            message = message.replace(secret, "***")
-        return message
-
-    def check_params(self, params: Any) -> None:
-        if params is None:
-            return
-        if not isinstance(params, (list, dict)):
-            raise InvalidInput("params", "must be a JSON list (positional) or object (named)")
-        if self.backend in ("postgresql", "postgres") and isinstance(params, dict):
-            raise InvalidInput(
-                "params",
-                f"connection {self.name!r} takes positional parameters ($1, $2, ...): send a list",
-            )
-
-    def execution(self) -> Execution:
-        if self.backend in ("postgresql", "postgres"):
-            return PostgresExecution(self)
-        if self.backend == "duckdb":
-            return DuckDBExecution(self)
-        return SQLAlchemyExecution(self)
+def execution_for(connection: Connection, pool: SessionPool | None = None) -> Execution:
+    if connection.backend in ("postgresql", "postgres"):
+        return PostgresExecution(connection, pool or _DEFAULT_POOL)
+    if connection.backend == "duckdb":
+        return DuckDBExecution(connection)
+    return SQLAlchemyExecution(connection)
 
 
 class Execution:
     """One query run. ``run`` (blocking, in a worker thread) returns the schema and
-    a batch iterator; ``cancel`` may be called from any thread at any time."""
+    a batch iterator; ``cancel`` may be called from any thread at any time. The
+    statement arrives as :func:`.keys.statement_text` made it (no trailing ``;``)."""
 
     def __init__(self, connection: Connection):
         self.connection = connection
         self.cancelled = threading.Event()
+        self.completed = False  # every batch was read without error
 
     def run(self, sql: str, params: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         raise NotImplementedError
@@ -182,19 +66,39 @@ class Execution:
             raise Cancelled()
 
     def _error(self, exc: BaseException, *, connecting: bool) -> WarehouseError:
+        if not connecting and self.cancelled.is_set():
+            return Cancelled()
         msg = self.connection.scrub(str(exc).strip())
         if connecting:
             return WarehouseUnreachable(f"cannot reach warehouse {self.connection.name!r}: {msg}")
-        return WarehouseError(msg)
+        return WarehouseError(warehouse_message(msg), sqlstate=getattr(exc, "sqlstate", None))
+
+    def _stream(self, batches) -> Iterator[pa.RecordBatch]:
+        """The driver's batches, with cancel checks and errors in the warehouse's words."""
+        try:
+            for batch in batches:
+                self._check()
+                yield batch
+        except Cancelled:
+            raise
+        except Exception as e:
+            raise self._error(e, connecting=False) from None
+        self.completed = True
+
+
+class _PgSession:
+    def __init__(self, conn, pid):
+        self.conn, self.pid = conn, pid
 
 
 class PostgresExecution(Execution):
     batch_size_hint_bytes = 4 << 20
     cancel_retry_seconds = 5.0
 
-    def __init__(self, connection):
+    def __init__(self, connection, pool: SessionPool):
         super().__init__(connection)
-        self._conn = None
+        self.pool = pool
+        self._session: _PgSession | None = None
         self._cursor = None
         self._pid = None
         self._uri = None
@@ -205,46 +109,69 @@ class PostgresExecution(Execution):
         scheme, rest = url.split(":", 1)
         return "postgresql:" + rest
 
-    def run(self, sql, params):
+    def _connect(self) -> _PgSession:
         import adbc_driver_postgresql.dbapi as pg
 
+        conn = pg.connect(self._uri, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("select pg_backend_pid()")
+                session = _PgSession(conn, cur.fetchone()[0])
+            self._apply_settings(session)
+        except Exception:
+            conn.close()
+            raise
+        return session
+
+    def _apply_settings(self, session: _PgSession) -> None:
+        with session.conn.cursor() as cur:
+            for name, value in self.connection.settings.items():
+                cur.execute("select set_config($1, $2, false)", (name, str(value)))
+                cur.fetchall()
+
+    def _reset(self, session: _PgSession) -> None:
+        """Health check and clean slate for a pooled session: whatever an earlier
+        query changed (settings, temp tables, prepared statements) is gone."""
+        with session.conn.cursor() as cur:
+            cur.execute("discard all")
+        self._apply_settings(session)
+
+    @staticmethod
+    def _close_session(session: _PgSession) -> None:
+        session.conn.close()
+
+    def run(self, sql, params):
         self._uri = self._libpq_uri()
         try:
             self._check()
-            self._conn = pg.connect(self._uri, autocommit=True)
-            with self._conn.cursor() as cur:
-                cur.execute("select pg_backend_pid()")
-                self._pid = cur.fetchone()[0]
-                for name, value in self.connection.settings.items():
-                    cur.execute("select set_config($1, $2, false)", (name, str(value)))
-        except Exception as e:
-            self.close()
-            raise self._error(e, connecting=True) from None
-        self._check()
-        self._cursor = self._conn.cursor()
-        self._cursor.adbc_statement.set_options(
-            **{"adbc.postgresql.batch_size_hint_bytes": str(self.batch_size_hint_bytes)}
-        )
-        try:
-            self._cursor.execute(sql, tuple(params) if params else None)
-            reader = self._cursor.fetch_record_batch()
-        except Exception as e:
-            if self.cancelled.is_set():
-                raise Cancelled() from None
-            raise self._error(e, connecting=False) from None
-        return reader.schema, self._batches(reader)
-
-    def _batches(self, reader):
-        try:
-            for batch in reader:
-                self._check()
-                yield batch
+            self._session = self.pool.acquire(
+                self._uri, self._connect, self._reset, self._close_session
+            )
         except Cancelled:
             raise
         except Exception as e:
-            if self.cancelled.is_set():
-                raise Cancelled() from None
+            self.close()
+            raise self._error(e, connecting=True) from None
+        self._pid = self._session.pid
+        self._check()
+        self._cursor = self._session.conn.cursor()
+        self._cursor.adbc_statement.set_options(
+            **{"adbc.postgresql.batch_size_hint_bytes": str(self.batch_size_hint_bytes)}
+        )
+        # the driver runs COPY (<statement>) TO STDOUT: the statement ends its own
+        # line, so a trailing "-- comment" cannot swallow the closing parenthesis
+        statement = sql + "\n"
+        args = tuple(params) if params else None
+        try:
+            described = self._cursor.adbc_execute_schema(statement, args)
+            casts = result_types.pg_casts(described)
+            if any(casts):
+                statement = result_types.wrap_with_casts(sql, described.names, casts)
+            self._cursor.execute(statement, args)
+            reader = self._cursor.fetch_record_batch()
+        except Exception as e:
             raise self._error(e, connecting=False) from None
+        return reader.schema, self._stream(reader)
 
     def cancel(self):
         super().cancel()
@@ -275,13 +202,21 @@ class PostgresExecution(Execution):
 
     def close(self):
         self._finished.set()
-        for obj in (self._cursor, self._conn):
-            if obj is not None:
-                try:
-                    obj.close()
-                except Exception:
-                    pass
-        self._cursor = self._conn = None
+        if self._cursor is not None:
+            try:
+                self._cursor.close()
+            except Exception:
+                self.completed = False
+        session, self._session, self._cursor = self._session, None, None
+        if session is None:
+            return
+        if self.completed and not self.cancelled.is_set():
+            self.pool.release(self._uri, session, self._close_session)
+        else:  # cancelled or failed: never handed to another query
+            try:
+                session.conn.close()
+            except Exception:
+                pass
 
 
 class DuckDBExecution(Execution):
@@ -306,7 +241,10 @@ class DuckDBExecution(Execution):
             raise self._error(e, connecting=True) from None
         self._check()
         try:
-            relation = self._con.sql(sql, params=params) if params else self._con.sql(sql)
+            # a statement ending in a "--" comment: it ends its own line
+            relation = (
+                self._con.sql(sql + "\n", params=params) if params else self._con.sql(sql + "\n")
+            )
             if relation is None:
                 raise ValueError("the statement returned no result set")
             if hasattr(relation, "to_arrow_reader"):  # duckdb >= 1.4
@@ -314,23 +252,8 @@ class DuckDBExecution(Execution):
             else:
                 reader = relation.fetch_arrow_reader(self.batch_rows)
         except Exception as e:
-            if self.cancelled.is_set():
-                raise Cancelled() from None
             raise self._error(e, connecting=False) from None
-
-        def batches():
-            try:
-                for b in reader:
-                    self._check()
-                    yield b
-            except Cancelled:
-                raise
-            except Exception as e:
-                if self.cancelled.is_set():
-                    raise Cancelled() from None
-                raise self._error(e, connecting=False) from None
-
-        return reader.schema, batches()
+        return reader.schema, self._stream(reader)
 
     def cancel(self):
         super().cancel()
@@ -369,6 +292,7 @@ class SQLAlchemyExecution(Execution):
             self.close()
             raise self._error(e, connecting=True) from None
         self._check()
+        sql += "\n"  # a trailing "--" comment ends its own line
         try:
             conn = self._conn.execution_options(stream_results=True)
             if isinstance(params, dict):
@@ -378,31 +302,22 @@ class SQLAlchemyExecution(Execution):
             columns = list(result.keys())
             first = result.fetchmany(self.chunk_rows)
         except Exception as e:
-            if self.cancelled.is_set():
-                raise Cancelled() from None
             raise self._error(e, connecting=False) from None
-        first_batch = pa.RecordBatch.from_pydict(
-            {c: [r[i] for r in first] for i, c in enumerate(columns)}
-        )
-        schema = first_batch.schema
 
-        def batches():
+        def to_batch(rows, schema=None):
+            batch = pa.RecordBatch.from_pydict(
+                {c: [r[i] for r in rows] for i, c in enumerate(columns)}
+            )
+            return batch if schema is None else batch.cast(schema)
+
+        first_batch = to_batch(first)
+
+        def chunks():
             yield first_batch
-            while True:
-                self._check()
-                try:
-                    rows = result.fetchmany(self.chunk_rows)
-                except Exception as e:
-                    if self.cancelled.is_set():
-                        raise Cancelled() from None
-                    raise self._error(e, connecting=False) from None
-                if not rows:
-                    return
-                yield pa.RecordBatch.from_pydict(
-                    {c: [r[i] for r in rows] for i, c in enumerate(columns)}
-                ).cast(schema)
+            while rows := result.fetchmany(self.chunk_rows):
+                yield to_batch(rows, first_batch.schema)
 
-        return schema, batches()
+        return first_batch.schema, self._stream(chunks())
 
     def cancel(self):
         super().cancel()

@@ -133,6 +133,17 @@ def test_bad_input_is_400_naming_the_field(server):
     assert len(server.api("GET", "civis/queries").json()["queries"]) == before
 
 
+def test_status_wait_final_answers_once_the_query_ends(server):
+    status = server.submit(sql=f"select 1 /* {uniq()} */")
+    r = server.api("GET", f"civis/queries/{status['id']}?wait=30&final=1")
+    assert r.json()["state"] == "done" and r.json()["rows"] == 1
+    # a long one answers after the wait, still running
+    status = server.submit(sql="select pg_sleep(30)")
+    r = server.api("GET", f"civis/queries/{status['id']}?wait=0.3&final=1")
+    assert r.json()["state"] in ("queued", "running"), r.text
+    assert server.api("POST", f"civis/queries/{status['id']}/cancel").status_code == 200
+
+
 def test_api_requires_authentication(server):
     assert requests.get(server.url + "civis/queries", timeout=10).status_code == 403
     r = requests.post(server.url + "civis/queries", json={"sql": "select 1"}, timeout=10)

@@ -184,3 +184,73 @@ def test_sql_cell_magic(user_servers):
         assert stdout(outputs).strip() == "[{'answer': 42, 's': 'x'}]"
     finally:
         kernel.close()
+
+
+def test_a_failed_query_is_one_short_error_and_a_finished_progress_line(user_servers):
+    a = user_servers[0]
+    make_notebook(a, "errors.ipynb", "report")
+    kernel = Kernel(a, "errors.ipynb")
+    try:
+        content, outputs = kernel.run(
+            "from jupyterhub_civis.query_cache import query\n"
+            "query('select 1/0 as boom\\nfrom generate_series(1, 3)')"
+        )
+        assert content["status"] == "error"
+        errors = [m["content"] for m in outputs if m["msg_type"] == "error"]
+        (error,) = errors
+        # IPython used _render_traceback_: these lines and no frames of the client
+        assert error["traceback"] == [
+            "QueryError: division by zero",
+            "SQLSTATE 22012",
+            "query: select 1/0 as boom …",
+            "status page: /civis/queries/status",
+        ]
+        # the progress line ends as "failed", not a stale "submitting"
+        shown = [
+            m["content"]["data"]["text/plain"]
+            for m in outputs
+            if m["msg_type"] in ("display_data", "update_display_data")
+        ]
+        assert shown[-1].startswith("query failed · ")
+        html = [
+            m["content"]["data"]["text/html"]
+            for m in outputs
+            if m["msg_type"] in ("display_data", "update_display_data")
+        ]
+        assert 'href="/civis/queries/status"' in html[-1]
+    finally:
+        kernel.close()
+
+
+def test_deliverable_one_liner_makes_reruns_reproducible_and_is_saved(user_servers, pg):
+    a = user_servers[0]
+    table = f"deliv_{uuid.uuid4().hex[:8]}"
+    pg.execute(f"create table {table} as select 1 as v")
+    nb = nbformat.v4.new_notebook()  # no jupyterhub_civis metadata: the server default
+    r = a.api("PUT", "api/contents/plain.ipynb", json={"type": "notebook", "content": nb})
+    assert r.status_code == 201, r.text
+    kernel = Kernel(a, "plain.ipynb")
+    code = (
+        "from jupyterhub_civis.query_cache import query\n"
+        f"print(query('select v from {table}').v.tolist())"
+    )
+    try:
+        content, outputs = kernel.run(
+            "from jupyterhub_civis.query_cache import deliverable\ndeliverable('analysis')"
+        )
+        assert content["status"] == "ok", content
+        assert stdout(kernel.run(code)[1]).strip() == "[1]"
+        pg.execute(f"update {table} set v = 2")
+        assert stdout(kernel.run(code)[1]).strip() == "[1]"  # the pinned result
+        status = a.api("GET", "civis/queries").json()["queries"][0]
+        assert (status["mode"], status["cache"]) == ("reproducible", "hit")
+        content, outputs = kernel.run("deliverable('report')")
+        assert stdout(kernel.run(code)[1]).strip() == "[2]"
+        content, outputs = kernel.run("deliverable('final')")
+        assert content["status"] == "error"
+        (error,) = [m["content"] for m in outputs if m["msg_type"] == "error"]
+        assert "use 'analysis'" in error["traceback"][0]
+    finally:
+        kernel.close()
+    saved = save_notebook(a, "plain.ipynb")
+    assert saved["metadata"]["jupyterhub_civis"]["deliverable"] == "report"

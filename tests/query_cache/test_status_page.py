@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+from civis_test_support import HubRun, HubServer
 
 from tests.query_cache.conftest import wait_for
 
@@ -56,5 +57,75 @@ def test_status_page_shows_running_query_and_cancel_stops_it(server, pg, browser
         page.locator(f"tr[data-id='{status['id']}'][data-state='cancelled']").wait_for()
         assert row.locator("button").count() == 0
         assert page.locator("#error").inner_text() == ""
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def page_hub(pg, tmp_path_factory):
+    # config/local: the demo query-cache wiring (pointed at the test database) and
+    # the civis service, whose "My queries" page the status page links to
+    with HubRun(
+        tmp_path_factory.mktemp("qc-page-hub"), env={"CIVIS_DEMO_WAREHOUSE_URL": pg.url}
+    ) as hub:
+        yield hub
+
+
+@pytest.mark.hub
+def test_status_page_through_the_hub_lists_updates_and_cancels(page_hub, pg, browser):
+    hub = page_hub
+    user = hub.create_user("page")
+    hub.start_and_wait(user, "a", {"environment": "python"})
+    server = HubServer(hub, user, "a")
+    # where the notebook's progress line links to, as the kernel computes it
+    link = server.run(
+        "from jupyterhub_civis.query_cache.client import find_server\n"
+        "print(find_server().status_page)"
+    ).strip()
+    assert link == f"/user/{user}/a/civis/queries/status"
+
+    marker = f"hub_page_{uuid.uuid4().hex[:8]}"
+    r = server.api("POST", "civis/queries", json={"sql": f"select 1 as n /* {marker} */"})
+    assert r.status_code == 201, r.text
+    done = r.json()
+    r = server.api("POST", "civis/queries", json={"sql": f"select pg_sleep(60), '{marker}'"})
+    assert r.status_code == 201, r.text
+    running = r.json()
+    wait_for(lambda: pg.active(marker), 30, message="the query to reach PostgreSQL")
+
+    page = browser.new_page()
+    try:
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("#username_input", user)
+        page.fill("#password_input", "civis-demo")
+        page.click("#login_submit")
+        page.wait_for_url("**/hub/**")
+        page.goto(hub.url + link)  # the hub's OAuth dance, then the page
+        page.wait_for_url(f"**{link}")
+
+        row = page.locator(f"tr[data-id='{running['id']}']")
+        row.wait_for()
+        assert page.locator("#error").inner_text() == ""  # the list poll was accepted
+        assert "pg_sleep(60)" in row.locator("td.sql").inner_text()
+        assert row.locator("td.state").inner_text() == "running"
+        first = float(row.locator("td.elapsed").inner_text().split()[0])
+        page.wait_for_function(
+            "([id, t]) => { const r = document.querySelector(`tr[data-id='${id}'] td.elapsed`);"
+            " return r && parseFloat(r.textContent) > t; }",
+            arg=[running["id"], first],
+        )
+        page.locator(f"tr[data-id='{done['id']}'][data-state='done']").wait_for()
+
+        row.get_by_role("button", name="Cancel").click()
+        wait_for(lambda: not pg.active(marker), 5, message="pg_stat_activity to drop the query")
+        page.locator(f"tr[data-id='{running['id']}'][data-state='cancelled']").wait_for()
+        assert page.locator("#error").inner_text() == ""
+
+        # the service's "My queries" page, one click away
+        my_queries = page.get_by_role("link", name="My queries (all servers)")
+        assert my_queries.get_attribute("href") == "/services/civis/"
+        my_queries.click()
+        page.wait_for_url("**/services/civis/")
+        assert "My queries" in page.title() + page.locator("body").inner_text()
     finally:
         page.close()

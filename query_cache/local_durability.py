@@ -1,0 +1,85 @@
+"""Crash safety for ``LocalStore``: fsync helpers and how files are named while
+they are not yet safe to trust.
+
+A result file is written as ``.tmp-<pid>-<uuid>.arrow`` and renamed into place
+only after it is fsynced; a copy that became visible before its fsync (one
+fetched from the durable tier) is named by a ``.unsynced-<pid>-<result id>``
+marker until the background fsync finishes. ``LocalStore.recover`` reads these
+names: a temp file or marker whose writer process is gone is a crash's leftover.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+
+TMP_PREFIX = ".tmp-"
+UNSYNCED_PREFIX = ".unsynced-"  # + <pid>-<result id>: a visible copy not yet fsynced
+SUFFIX = ".arrow"
+
+
+class Flusher:
+    """fsync a file being written in the background every ``step`` bytes, so the
+    final fsync before the rename (needed for crash safety) has little left to do."""
+
+    step = 32 << 20
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        self.pending = None
+        self.next_at = self.step
+        self.pool = None
+
+    def maybe_flush(self, written):
+        if written < self.next_at or (self.pending is not None and not self.pending.done()):
+            return
+        self.next_at = written + self.step
+        if self.pool is None:
+            self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="civis-fsync")
+        self.pending = self.pool.submit(os.fdatasync, self.fd)
+
+    def final(self):
+        if self.pending is not None:
+            self.pending.result()
+        os.fsync(self.fd)
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        os.close(self.fd)
+
+
+def fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def writer_alive(name: str, prefix: str = TMP_PREFIX) -> bool:
+    """Whether the process named in a temp file or marker (``<prefix><pid>-…``) still runs."""
+    try:
+        pid = int(name[len(prefix) :].split("-", 1)[0])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False  # our own leftovers from before a restart of this same pid cannot exist
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sync_and_unmark(path: str, marker: str) -> None:
+    try:
+        fsync_path(path)
+    except FileNotFoundError:
+        pass  # evicted meanwhile
+    try:
+        os.unlink(marker)
+    except FileNotFoundError:
+        pass

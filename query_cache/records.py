@@ -1,0 +1,72 @@
+"""One caller's query as the API, the status page and the client see it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from jupyterhub_civis.query_cache import pins
+from jupyterhub_civis.query_cache.store import StoredResult
+
+QUEUED, RUNNING, FETCHING, STORING, DONE, FAILED, CANCELLED = (
+    "queued",
+    "running",
+    "fetching",
+    "storing",
+    "done",
+    "failed",
+    "cancelled",
+)
+FINAL = (DONE, FAILED, CANCELLED)
+
+
+class QueryRecord:
+    """One caller's query, as the API and the status page see it."""
+
+    def __init__(self, *, sql, params, connection, mode, max_age, notebook, key):
+        self.id = uuid.uuid4().hex
+        self.sql, self.params, self.connection = sql, params, connection
+        self.mode, self.max_age, self.notebook, self.key = mode, max_age, notebook, key
+        self.submitted = time.time()
+        self.finished: float | None = None
+        self.state = QUEUED
+        self.cache: str | None = None  # "hit" | "miss"
+        self.shared = False  # joined an identical query already running
+        self.rows = 0
+        self.bytes = 0
+        self.error: str | None = None
+        self.sqlstate: str | None = None
+        self.result: StoredResult | None = None
+        self.run = None  # the manager's shared run, while one is attached
+        self.version = 0
+        self._event = asyncio.Event()
+
+    def changed(self):
+        self.version += 1
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    def to_json(self) -> dict:
+        end = self.finished or time.time()
+        return {
+            "id": self.id,
+            "sql": pins.excerpt(self.sql),
+            "connection": self.connection,
+            "mode": self.mode,
+            "max_age": self.max_age,
+            "notebook": self.notebook,
+            "key": self.key,
+            "state": self.state,
+            "cache": self.cache,
+            "shared": self.shared,
+            "submitted": self.submitted,
+            "elapsed": round(end - self.submitted, 3),
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "error": self.error,
+            "sqlstate": self.sqlstate,
+            "result_id": self.result.result_id if self.result else None,
+            "result_path": self.result.path if self.result and self.state == DONE else None,
+            "version": self.version,
+        }
