@@ -33,6 +33,7 @@ from jupyterhub_civis.service.handlers.base import NotFoundHandler, log_request
 from jupyterhub_civis.service.handoff import HandoffServer
 from jupyterhub_civis.service.metrics import Metrics
 from jupyterhub_civis.service.pages import STATIC, StaticFiles, make_jinja
+from jupyterhub_civis.service.shares.store import ShareStore
 from jupyterhub_civis.service.store import DurableStore, private_dir
 
 
@@ -258,6 +259,7 @@ class CivisService(Application):
             upload_stale_after=self.upload_stale_after,
             heartbeat_interval=max(self.upload_stale_after / 4, 0.05),
         )
+        self.shares = ShareStore(self.store.session)
         self.executor = concurrent.futures.ThreadPoolExecutor(
             self.threads, thread_name_prefix="civis-io"
         )
@@ -299,6 +301,7 @@ class CivisService(Application):
             default_handler_class=NotFoundHandler,
             hub_auth=self.hub_auth,
             store=self.store,
+            shares=self.shares,
             metrics=self.metrics,
             executor=self.executor,
             jinja=make_jinja(),

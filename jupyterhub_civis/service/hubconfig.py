@@ -40,6 +40,12 @@ from jupyterhub_civis import envvars
 #: module is imported by hub config files and stays free of the service's imports)
 HUB_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_templates")
 
+#: the service's further pages, after "My queries" in the hub's Services menu
+SERVICE_PAGES = [["Shared by me", "shares/mine"], ["Shared with me", "shares/with-me"]]
+#: what the service's browser login (its OAuth tokens) may carry for the user: the
+#: user's own groups (a share's group audience is checked against them)
+OAUTH_SCOPES = ["read:users:groups!user"]
+
 SERVER_TOKEN_DEFAULT = ["users:activity!user", "access:servers!server"]
 #: lets the service see the user's groups in a server token's identity (per-group quotas)
 READ_OWN_GROUPS = "read:users:groups!user"
@@ -84,8 +90,9 @@ def declare_service(
         "url": url,
         "command": [sys.executable, "-m", "jupyterhub_civis.cli", "service", *(args or [])],
         "display": True,
-        "info": {"display_name": "My queries"},
+        "info": {"display_name": "My queries", "pages": SERVICE_PAGES},
         "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": [access, *OAUTH_SCOPES],
         "environment": {
             **({envvars.SERVICE_DATA_DIR: data_dir} if data_dir else {}),
             **({envvars.SERVICE_HANDOFF_SOCKET: handoff_socket} if handoff_socket else {}),
