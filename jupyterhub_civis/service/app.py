@@ -33,6 +33,7 @@ from jupyterhub_civis.service.handlers.base import NotFoundHandler, log_request
 from jupyterhub_civis.service.handoff import HandoffServer
 from jupyterhub_civis.service.metrics import Metrics
 from jupyterhub_civis.service.pages import STATIC, StaticFiles, make_jinja
+from jupyterhub_civis.service.shares.grants import read_result
 from jupyterhub_civis.service.shares.store import ShareStore
 from jupyterhub_civis.service.store import DurableStore, private_dir
 
@@ -293,6 +294,7 @@ class CivisService(Application):
             mode=self.handoff_socket_mode,
             max_connections=self.handoff_max_connections,
             idle_timeout=self.handoff_idle_timeout,
+            read=functools.partial(read_result, self.store, self.shares),
         )
 
     def make_app(self) -> web.Application:

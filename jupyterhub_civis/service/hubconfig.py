@@ -42,9 +42,11 @@ HUB_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_te
 
 #: the service's further pages, after "My queries" in the hub's Services menu
 SERVICE_PAGES = [["Shared by me", "shares/mine"], ["Shared with me", "shares/with-me"]]
-#: what the service's browser login (its OAuth tokens) may carry for the user: the
-#: user's own groups (a share's group audience is checked against them)
-OAUTH_SCOPES = ["read:users:groups!user"]
+#: what the service's browser login (its OAuth tokens) may carry for the user — the
+#: viewer's own delegated scopes, never a role of the service's (docs/sharing.md):
+#: the user's own groups (a share's group audience is checked against them) and the
+#: user's own servers ("Open a copy" starts or reuses the viewer's named server)
+OAUTH_SCOPES = ["read:users:groups!user", "servers!user"]
 
 SERVER_TOKEN_DEFAULT = ["users:activity!user", "access:servers!server"]
 #: lets the service see the user's groups in a server token's identity (per-group quotas)

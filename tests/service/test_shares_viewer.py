@@ -46,7 +46,7 @@ def hostile_notebook() -> dict:
         "nbformat_minor": 5,
         "metadata": {
             "widgets": {"application/vnd.jupyter.widget-state+json": widget_state},
-            "jupyterhub_civis": {"environment": {"environment": "py311", "packages": ["duckdb"]}},
+            "jupyterhub_civis": {"environment": {"name": "py311", "packages": ["duckdb"]}},
         },
         "cells": [
             cell("markdown", "# Benign heading\n\nSome **bold** text."),

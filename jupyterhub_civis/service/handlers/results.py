@@ -20,6 +20,7 @@ from jupyterhub_civis import protocol
 from jupyterhub_civis.protocol import RESULT_HEADER
 from jupyterhub_civis.service import policy
 from jupyterhub_civis.service.handlers.base import APIHandler
+from jupyterhub_civis.service.shares.grants import read_result
 from jupyterhub_civis.service.store import NotFound, Pinned, TooManyPins, UploadLost
 
 CHUNK = 1 << 20
@@ -188,9 +189,9 @@ class ResultsHandler(APIHandler):
 class ResultHandler(APIHandler):
     async def _info(self, result_id, touch=True):
         caller = self.require_caller()
-        try:
+        try:  # the caller's own, or one a share open to the caller carries
             return await self.run(
-                self.store.get, caller.user, result_id, touch=touch, admin=caller.admin
+                read_result, self.store, self.settings.get("shares"), caller, result_id, touch=touch
             )
         except NotFound:
             raise self.not_found() from None

@@ -402,6 +402,28 @@ class ShareStore:
             raise ShareNotFound()
         return info.owner
 
+    def grant_owner(self, user: str | None, groups, result_id: str, now=None) -> str | None:
+        """The owner of ``result_id`` if some live share carrying it is open to ``user``."""
+        now = time.time() if now is None else now
+        query = (
+            sa.select(Share)
+            .join(ShareResult, ShareResult.share_id == Share.id)
+            .where(
+                (ShareResult.result_id == result_id)
+                & Share.revoked.is_(None)
+                & (Share.expires.is_(None) | (Share.expires > now))
+            )
+            .distinct()
+        )
+        with self.session() as s:
+            for row in s.scalars(query):
+                users, grps = self._audience(s, row.id)
+                aud = policy.Audience(frozenset(users), frozenset(grps), row.everyone)
+                state = policy.ShareState(row.owner, aud, row.expires, row.revoked)
+                if policy.may_view(state, user, groups, now):
+                    return row.owner
+        return None
+
     # -- audit
     def record(self, share_id: str, user: str, action: str, number: int, now=None) -> None:
         now = time.time() if now is None else now
