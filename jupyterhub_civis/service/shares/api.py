@@ -1,6 +1,8 @@
 """``api/shares…``: thin handlers (parse, authorise, delegate, serialise).
 
 - ``POST   api/shares``                          create a snapshot share (``CreateShare``) → 201
+- ``POST   api/shares/live``                     a JupyterHub share code for a running server
+  (``CreateLiveShare``; JupyterHub ≥ 5 with ``shares!user``) → 201 with its ``accept_url`` once
 - ``GET    api/shares``                          the caller's shares (revoked ones too)
 - ``GET    api/shares/shared-with-me``           live shares of others the caller may open
 - ``GET    api/shares/<id>``                     one share (the owner sees audience and state)
@@ -17,19 +19,41 @@ same ``404 share not found``. State changes by browser cookie need XSRF (HubOAut
 
 from __future__ import annotations
 
+import datetime
 import time
 
 from tornado import web
 
 from jupyterhub_civis.service.handlers.base import APIHandler
 from jupyterhub_civis.service.handlers.results import ResultHandler
-from jupyterhub_civis.service.shares import policy, schemas
+from jupyterhub_civis.service.shares import hub, policy, schemas
 from jupyterhub_civis.service.shares.store import ShareInfo, ShareNotFound
 from jupyterhub_civis.service.store import NotFound
 
 SHARE_ID = r"([^/]+)"
 #: a JSON body carrying a notebook of MAX_NOTEBOOK_BYTES (escaping may double it)
 MAX_BODY = 2 * schemas.MAX_NOTEBOOK_BYTES + (1 << 20)
+
+
+async def revoke_share(handler, owner: str, share_id: str) -> None:
+    """Revoke: a live share's share code (and what it granted) goes at the hub first,
+    with the owner's own token; then the link is closed for everyone."""
+    shares = handler.settings["shares"]
+    try:
+        live = await handler.run(shares.live_code, owner, share_id)
+    except ShareNotFound:
+        raise web.HTTPError(404, policy.NOT_FOUND) from None
+    if live is not None:
+        server, code_id = live
+        api = hub.HubAPI(handler.hub_auth.api_url, handler.hub_auth.get_token(handler) or "")
+        try:
+            await api.revoke_live(owner, server, code_id)
+        except Exception as e:
+            status, message = hub.hub_error(e)
+            raise web.HTTPError(
+                status, f"the hub refused to revoke the share code: {message}"
+            ) from None
+    await handler.run(shares.revoke, owner, share_id)
 
 
 def audience(body: schemas.AudienceBody) -> policy.Audience:
@@ -64,9 +88,11 @@ class SharesBase(APIHandler):
         except ValueError as e:  # InvalidInput names the field
             raise web.HTTPError(400, str(e)) from None
 
+    _chunks: list[bytes] | None = None  # a streamed body (``BodyHandler``)
+
     @property
     def body(self) -> bytes:
-        return b"".join(self._chunks)
+        return self.request.body if self._chunks is None else b"".join(self._chunks)
 
 
 @web.stream_request_body
@@ -112,6 +138,40 @@ class SharesHandler(BodyHandler):
         self.write_json(self.body_json(info), 201)
 
 
+class LiveShares(SharesBase):
+    async def post(self):
+        owner = self.require_user()
+        body = self.parse_body(schemas.CreateLiveShare)
+        token = self.hub_auth.get_token(self)
+        api = hub.HubAPI(self.hub_auth.api_url, token or "")
+        try:
+            code = await api.share_code(owner, body.server, body.expires_in)
+        except Exception as e:
+            status, message = hub.hub_error(e)
+            if status == 403:
+                message = (
+                    f"{message} — live shares need JupyterHub 5 or later with the "
+                    "shares!user scope for your user (see docs/sharing.md)"
+                )
+            raise web.HTTPError(status, f"server: {message}") from None
+        expires = code.get("expires_at")
+        info = await self.run(
+            self.shares.create_live,
+            owner,
+            server=body.server,
+            code_id=code["id"],
+            expires=_timestamp(expires) if expires else None,
+            title=body.title,
+        )
+        out = self.body_json(info)
+        out["accept_url"] = code.get("full_accept_url") or code.get("accept_url")
+        self.write_json(out, 201)
+
+
+def _timestamp(iso: str) -> float:
+    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 class SharedWithMe(SharesBase):
     async def get(self):
         user = self.require_user()
@@ -151,11 +211,7 @@ class ShareHandler(BodyHandler):
         self.write_json(self.body_json(info))
 
     async def delete(self, share_id):
-        owner = self.require_user()
-        try:
-            await self.run(self.shares.revoke, owner, share_id)
-        except ShareNotFound:
-            raise self.share_not_found() from None
+        await revoke_share(self, self.require_user(), share_id)
         self.set_status(204)
         self.finish()
 
@@ -223,6 +279,7 @@ class SharedResult(ResultHandler):
 ROUTES = [
     ("api/shares", SharesHandler),
     ("api/shares/shared-with-me", SharedWithMe),
+    ("api/shares/live", LiveShares),
     (f"api/shares/{SHARE_ID}", ShareHandler),
     (f"api/shares/{SHARE_ID}/versions", VersionsHandler),
     (rf"api/shares/{SHARE_ID}/versions/(\d{{1,7}})/notebook", NotebookHandler),

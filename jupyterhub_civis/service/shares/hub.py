@@ -3,7 +3,8 @@ token (the service's browser login), never with a privileged service token.
 
 Scopes they need (granted through ``oauth_client_allowed_scopes`` by
 ``declare_service``; docs/sharing.md): ``servers!user`` to read, start and reuse
-the viewer's own named servers.
+the viewer's own named servers; for live shares ``shares!user`` (JupyterHub ≥ 5)
+to issue and revoke share codes of the owner's own servers.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class HubAPI:
             self.api_url + path,
             method=method,
             headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
-            body=None if body is None and method == "GET" else json.dumps(body or {}),
+            body=None if method in ("GET", "DELETE") else json.dumps(body or {}),
             request_timeout=60,
         )
 
@@ -77,3 +78,36 @@ class HubAPI:
                     pass
             return Started(False, e.code, message or str(e))
         return Started(True, r.code)
+
+
+    async def share_code(self, user: str, server: str, expires_in: int) -> dict:
+        """A new share code of ``user``'s ``server`` (its model, with the code, once)."""
+        path = f"/share-codes/{quote(user, safe='')}/{quote(server, safe='')}"
+        r = await self._call("POST", path, {"expires_in": expires_in})
+        return json.loads(r.body)
+
+    async def revoke_live(self, user: str, server: str, code_id: str) -> None:
+        """Delete the share code and every share of the server it granted (pair work
+        ends for everyone who accepted it). Already gone is fine."""
+        where = f"{quote(user, safe='')}/{quote(server, safe='')}"
+        for method, path in (
+            ("DELETE", f"/share-codes/{where}?id={quote(code_id, safe='')}"),
+            ("DELETE", f"/shares/{where}"),
+        ):
+            try:
+                await self._call(method, path)
+            except HTTPClientError as e:
+                if e.code != 404:
+                    raise
+
+
+def hub_error(e: Exception) -> tuple[int, str]:
+    """A Hub API failure as (status, message) to pass on to the caller."""
+    if isinstance(e, HTTPClientError) and e.response is not None:
+        try:
+            message = json.loads(e.response.body).get("message", "")
+        except ValueError:
+            message = ""
+        if e.code in (400, 403, 404):
+            return e.code, message or str(e)
+    return 502, f"the hub did not answer as expected: {e}"

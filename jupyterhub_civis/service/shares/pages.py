@@ -19,7 +19,7 @@ from tornado import web
 from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.service.pages import PageHandler
 from jupyterhub_civis.service.shares import policy, render, schemas
-from jupyterhub_civis.service.shares.api import SHARE_ID, audience
+from jupyterhub_civis.service.shares.api import SHARE_ID, audience, revoke_share
 from jupyterhub_civis.service.shares.store import ShareInfo, ShareNotFound
 
 
@@ -154,11 +154,7 @@ def _expiry(text: str) -> float | None:
 class Revoke(SharePage):
     @web.authenticated
     async def post(self, share_id):
-        owner = self.require_user()
-        try:
-            await self.run(self.shares.revoke, owner, share_id)
-        except ShareNotFound:
-            raise self.share_not_found() from None
+        await revoke_share(self, self.require_user(), share_id)
         self.redirect(self.settings["service_prefix"] + "shares/mine")
 
 

@@ -63,6 +63,15 @@ class CreateShare(_Body):
     expires: Annotated[float, Field(gt=0, lt=1e11)] | None = None
 
 
+class CreateLiveShare(_Body):
+    """A JupyterHub share code for one of the caller's running servers (pair work)."""
+
+    server: Text = ""
+    title: Text = ""
+    #: seconds the code may be accepted (JupyterHub's own bounds: a minute to a year)
+    expires_in: Annotated[int, Field(ge=60, le=525600 * 60)] = 86400
+
+
 class NewVersion(_Body):
     notebook: Annotated[str, StringConstraints(min_length=2, max_length=MAX_NOTEBOOK_BYTES)]
     path: Path | None = None

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from jupyterhub_civis.service.models import Pin, Result
 from jupyterhub_civis.service.shares import policy
+from jupyterhub_civis.service.shares.info import Event, ShareInfo, VersionInfo
 from jupyterhub_civis.service.shares.models import (
     Share,
     ShareEvent,
@@ -29,86 +29,6 @@ from jupyterhub_civis.service.shares.models import (
 
 class ShareNotFound(Exception):
     """Missing, not for the caller, revoked, expired or mistyped: never told apart."""
-
-
-@dataclass
-class VersionInfo:
-    number: int
-    created: float
-    size: int
-    sha256: str
-    environment: dict
-    results: list[str]
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass
-class ShareInfo:
-    id: str
-    owner: str
-    kind: str
-    title: str
-    path: str
-    server: str
-    created: float
-    updated: float
-    expires: float | None
-    revoked: float | None
-    audience: policy.Audience
-    versions: list[VersionInfo] = field(default_factory=list)
-    #: results the notebook pins that the owner does not hold (not carried)
-    missing_results: list[str] = field(default_factory=list)
-
-    @property
-    def state(self) -> policy.ShareState:
-        return policy.ShareState(self.owner, self.audience, self.expires, self.revoked)
-
-    @property
-    def latest(self) -> VersionInfo | None:
-        return self.versions[-1] if self.versions else None
-
-    @property
-    def display_title(self) -> str:
-        return policy.display_title(self.title, self.path)
-
-    def to_json(self, *, for_owner: bool) -> dict:
-        out = {
-            "id": self.id,
-            "owner": self.owner,
-            "kind": self.kind,
-            "title": self.display_title,
-            "path": self.path,
-            "created": self.created,
-            "updated": self.updated,
-            "expires": self.expires,
-            "versions": [v.to_json() for v in self.versions],
-        }
-        if for_owner:
-            out.update(
-                server=self.server,
-                revoked=self.revoked,
-                audience={
-                    "users": sorted(self.audience.users),
-                    "groups": sorted(self.audience.groups),
-                    "everyone": self.audience.everyone,
-                },
-            )
-            if self.missing_results:
-                out["missing_results"] = self.missing_results
-        return out
-
-
-@dataclass(frozen=True)
-class Event:
-    user: str
-    action: str
-    number: int
-    at: float
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
 
 
 class ShareStore:
@@ -253,6 +173,42 @@ class ShareStore:
             info = self._info(s, row)
         info.missing_results = missing
         return info
+
+    def create_live(
+        self,
+        owner: str,
+        *,
+        server: str,
+        code_id: str,
+        expires: float | None,
+        title: str = "",
+        now: float | None = None,
+    ) -> ShareInfo:
+        """Record a JupyterHub share code (its id only; the code is the hub's secret)."""
+        now = time.time() if now is None else now
+        with self.session.begin() as s:
+            row = Share(
+                id=policy.new_share_id(),
+                owner=owner,
+                kind="live",
+                title=title,
+                path="",
+                server=server,
+                everyone=True,  # whoever holds the code and can log in (the hub decides)
+                created=now,
+                updated=now,
+                expires=expires,
+                live_code_id=code_id,
+            )
+            s.add(row)
+            s.flush()
+            return self._info(s, row)
+
+    def live_code(self, owner: str, share_id: str) -> tuple[str, str] | None:
+        """(server, share code id) of the owner's live share; None for other kinds."""
+        with self.session() as s:
+            row = self._owned(s, owner, share_id)
+            return (row.server, row.live_code_id) if row.kind == "live" else None
 
     def add_version(
         self, owner: str, share_id: str, notebook: bytes, path: str | None = None, now=None
