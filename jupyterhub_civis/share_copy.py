@@ -50,9 +50,14 @@ class ShareCopy(LoggingConfigurable):
         return os.environ.get("JUPYTERHUB_API_TOKEN", "")
 
     async def fetch(self, path: str) -> bytes:
+        return await self.send("GET", path)
+
+    async def send(self, method: str, path: str, body: dict | None = None) -> bytes:
         r = await AsyncHTTPClient().fetch(
             self.service_url.rstrip("/") + "/" + path,
-            headers={"Authorization": f"token {self.token}"},
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            body=None if body is None else json.dumps(body),
             request_timeout=120,
         )
         return r.body
@@ -97,6 +102,6 @@ def _jupyter_server_extension_points():
 
 
 def _load_jupyter_server_extension(serverapp):
-    serverapp.web_app.settings["civis_share_copy"] = ShareCopy(parent=serverapp)
+    serverapp.web_app.settings.setdefault("civis_share_copy", ShareCopy(parent=serverapp))
     route = url_path_join(serverapp.web_app.settings["base_url"], "civis/shares/open")
     serverapp.web_app.add_handlers(".*$", [(route, OpenShare)])
