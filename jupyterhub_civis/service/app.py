@@ -34,6 +34,7 @@ from jupyterhub_civis.service.handoff import HandoffServer
 from jupyterhub_civis.service.metrics import Metrics
 from jupyterhub_civis.service.pages import STATIC, StaticFiles, make_jinja
 from jupyterhub_civis.service.shares.grants import read_result
+from jupyterhub_civis.service.shares.render import RenderCache
 from jupyterhub_civis.service.shares.store import ShareStore
 from jupyterhub_civis.service.store import DurableStore, private_dir
 
@@ -304,6 +305,7 @@ class CivisService(Application):
             hub_auth=self.hub_auth,
             store=self.store,
             shares=self.shares,
+            render_cache=RenderCache(),
             metrics=self.metrics,
             executor=self.executor,
             jinja=make_jinja(),

@@ -86,19 +86,26 @@ class Rendered(SharePage):
         self.require_user()
         info = await self.viewable(share_id)
         version = self.version_of(info)
-        html = await self.run(self.shares.rendered, info.id, version.number)
+        cache = self.settings["render_cache"]
+        key = (info.id, version.number)
+        html = cache.get(key)
         if html is None:
-            raw = await self.run(self.shares.notebook, info.id, version.number)
-            try:
-                html = await self.run(render.render, raw, title=info.display_title)
-            except Exception as e:
-                self.log.warning("share %s v%d not rendered: %s", info.id, version.number, e)
-                html = render.render_error("This notebook could not be rendered.")
-            else:
-                await self.run(self.shares.keep_rendered, info.id, version.number, html)
+            html = await self.run(self.shares.rendered, *key) or await self._render(info, key)
+            cache.put(key, html)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "private, max-age=3600")  # a version never changes
         self.finish(html)
+
+    async def _render(self, info: ShareInfo, key: tuple[str, int]) -> bytes:
+        """Render a version (first view on any replica) and keep it in the database."""
+        raw = await self.run(self.shares.notebook, *key)
+        try:
+            html = await self.run(render.render, raw, title=info.display_title)
+        except Exception as e:
+            self.log.warning("share %s v%d not rendered: %s", *key, e)
+            return render.render_error("This notebook could not be rendered.")
+        await self.run(self.shares.keep_rendered, *key, html)
+        return html
 
     def write_error(self, status_code, **kwargs):
         self.set_header("Content-Type", "text/html; charset=utf-8")

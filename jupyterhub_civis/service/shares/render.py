@@ -16,6 +16,8 @@ import base64
 import hashlib
 import html
 import os
+import threading
+from collections import OrderedDict
 
 import nbformat
 import nh3
@@ -87,3 +89,34 @@ def render_error(message: str) -> bytes:
     """What the frame shows when a stored notebook cannot be rendered."""
     body = f"<p class='civis-render-error'>{html.escape(message)}</p>"
     return SHELL.format(title="Not rendered", css=CSS, body=body).encode()
+
+
+class RenderCache:
+    """The most recently served renderings in memory, within ``max_bytes``: a popular
+    link is served without reading its rendering from the database each time (the
+    database keeps every version's rendering for every replica)."""
+
+    def __init__(self, max_bytes: int = 64 << 20):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int]) -> bytes | None:
+        with self._lock:
+            html_ = self._items.get(key)
+            if html_ is not None:
+                self._items.move_to_end(key)
+            return html_
+
+    def put(self, key: tuple[str, int], html_: bytes) -> None:
+        if len(html_) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._bytes -= len(old) if old else 0
+            self._items[key] = html_
+            self._bytes += len(html_)
+            while self._bytes > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
