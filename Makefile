@@ -67,9 +67,10 @@ chromium:
 lint: setup-test
 	$(BIN)/ruff check .
 
-bench: setup-test proxy
+bench: setup-test proxy labextension
 	$(BIN)/python bench/spawn.py
 	$(BIN)/python bench/query_cache.py
+	$(BIN)/python bench/share.py
 
 clean:
 	rm -rf .demo build dist *.egg-info
