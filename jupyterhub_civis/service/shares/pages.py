@@ -88,13 +88,19 @@ class Rendered(SharePage):
         version = self.version_of(info)
         cache = self.settings["render_cache"]
         key = (info.id, version.number)
-        html = cache.get(key)
-        if html is None:
+        cached = cache.get(key)
+        if cached is None:
             html = await self.run(self.shares.rendered, *key) or await self._render(info, key)
-            cache.put(key, html)
+            cached = await self.run(render.Rendering.of, html)
+            cache.put(key, cached)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "private, max-age=3600")  # a version never changes
-        self.finish(html)
+        self.set_header("Vary", "Accept-Encoding")
+        if "gzip" in self.request.headers.get("Accept-Encoding", ""):
+            self.set_header("Content-Encoding", "gzip")
+            self.finish(cached.gzipped)
+        else:
+            self.finish(cached.html)
 
     async def _render(self, info: ShareInfo, key: tuple[str, int]) -> bytes:
         """Render a version (first view on any replica) and keep it in the database."""

@@ -13,11 +13,13 @@ sanitiser bug could not run script on the hub's origin.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import html
 import os
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import nbformat
 import nh3
@@ -91,6 +93,21 @@ def render_error(message: str) -> bytes:
     return SHELL.format(title="Not rendered", css=CSS, body=body).encode()
 
 
+@dataclass(frozen=True)
+class Rendering:
+    """A rendering as served: the HTML and, compressed once, its gzip encoding."""
+
+    html: bytes
+    gzipped: bytes
+
+    @classmethod
+    def of(cls, html: bytes) -> Rendering:
+        return cls(html, gzip.compress(html, compresslevel=6))
+
+    def __len__(self) -> int:
+        return len(self.html) + len(self.gzipped)
+
+
 class RenderCache:
     """The most recently served renderings in memory, within ``max_bytes``: a popular
     link is served without reading its rendering from the database each time (the
@@ -98,18 +115,18 @@ class RenderCache:
 
     def __init__(self, max_bytes: int = 64 << 20):
         self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._items: OrderedDict[tuple[str, int], Rendering] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, int]) -> bytes | None:
+    def get(self, key: tuple[str, int]) -> Rendering | None:
         with self._lock:
             html_ = self._items.get(key)
             if html_ is not None:
                 self._items.move_to_end(key)
             return html_
 
-    def put(self, key: tuple[str, int], html_: bytes) -> None:
+    def put(self, key: tuple[str, int], html_: Rendering) -> None:
         if len(html_) > self.max_bytes:
             return
         with self._lock:
