@@ -60,13 +60,20 @@ def test_share_open_version_revoke(service_hub):
     assert got.status_code == 200 and got.content == nb.encode()
     res = v.request("GET", f"api/shares/{sid}/results/{rid}")
     assert res.status_code == 200 and read_stream(res.content).equals(read_stream(body))
+    # the results read path accepts the share's grant too (what a copy's query cache uses)
+    res = v.get(rid)
+    assert res.status_code == 200 and res.content == body
     for client, path in (
         (v, f"api/shares/{sid}/results/{other}"),  # not carried by the share
-        (v, f"api/results/{rid}"),  # not through the share
+        (v, f"api/results/{other}"),
         (x, f"api/shares/{sid}/results/{rid}"),  # not in the audience
+        (x, f"api/results/{rid}"),
     ):
         assert client.request("GET", path).status_code == 404
 
+    # reads only: the viewer can neither pin nor delete it
+    assert v.pin(rid, "mine.ipynb").status_code == 404
+    assert v.delete(rid).status_code == 404
     # the owner cannot lose a carried result from under the link
     assert o.delete(rid).status_code == 409
     unpin = o.unpin(rid, f"share:{sid}")
@@ -88,6 +95,7 @@ def test_share_open_version_revoke(service_hub):
     assert o.request("DELETE", f"api/shares/{sid}").status_code == 204
     assert v.request("GET", f"api/shares/{sid}").json() == nf.json()
     assert v.request("GET", f"api/shares/{sid}/results/{rid}").status_code == 404
+    assert v.get(rid).status_code == 404
     mine = o.request("GET", "api/shares").json()["shares"]
     assert [(s["id"], s["revoked"] is not None) for s in mine] == [(sid, True)]
     assert o.delete(rid).status_code == 204  # released by the revoke
