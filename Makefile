@@ -15,12 +15,12 @@ BIN := $(VENV)/bin
 SOURCES := setup.cfg pyproject.toml Makefile
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup setup-test proxy chromium lint bench clean
+.PHONY: demo test setup setup-test proxy chromium labextension lint bench clean
 
-demo: setup proxy
+demo: setup proxy labextension
 	$(BIN)/jupyterhub -f config/local/jupyterhub_config.py
 
-test: setup-test proxy chromium
+test: setup-test proxy chromium labextension
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 setup: $(VENV)/.civis-installed
@@ -43,6 +43,23 @@ node_modules/.bin/configurable-http-proxy: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The JupyterLab "Share…" extension (jupyterhub_civis/labextension): TypeScript from the
+# npm registry, its node tests, then a prebuilt extension against the installed
+# JupyterLab's shared packages; linked into the venv (the wheel ships it as data files).
+LABEXT := jupyterhub_civis/labextension
+LABEXT_OUT := jupyterhub_civis/labextension-build/jupyterhub-civis-share
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/jupyterhub-civis-share
+labextension: $(LABEXT_LINK)
+
+$(LABEXT_OUT)/package.json: $(LABEXT)/package.json $(LABEXT)/tsconfig.json $(wildcard $(LABEXT)/src/*.ts $(LABEXT)/test/*.js) | setup
+	cd $(LABEXT) && npm ci --no-audit --no-fund --loglevel=error && npm test
+	cd $(LABEXT) && node_modules/.bin/build-labextension --core-path \
+	  "$$($(CURDIR)/$(BIN)/python -c 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging"))')" .
+
+$(LABEXT_LINK): $(LABEXT_OUT)/package.json
+	mkdir -p $(dir $@)
+	ln -sfn $(CURDIR)/$(LABEXT_OUT) $@
+
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
@@ -50,9 +67,10 @@ chromium:
 lint: setup-test
 	$(BIN)/ruff check .
 
-bench: setup-test proxy
+bench: setup-test proxy labextension
 	$(BIN)/python bench/spawn.py
 	$(BIN)/python bench/query_cache.py
+	$(BIN)/python bench/share.py
 
 clean:
 	rm -rf .demo build dist *.egg-info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -169,3 +170,19 @@ class ServiceProcess:
 
     def client(self, token) -> ServiceClient:
         return ServiceClient(self.base, token)
+
+
+def logged_in_page(browser, hub, user):
+    page = browser.new_context().new_page()
+    page.set_default_timeout(60_000)
+    page.csp_violations = []
+    page.on(
+        "console",
+        lambda m: page.csp_violations.append(m.text) if "Content Security Policy" in m.text else 0,
+    )
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", "civis-demo")
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r".*/hub/.*"))
+    return page

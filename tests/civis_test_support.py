@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 
@@ -406,3 +407,39 @@ def login(hub: Hub, user: str, password: str = "civis-demo") -> requests.Session
     )
     assert r.status_code == 200 and "/hub/login" not in r.url, r.url
     return session
+
+
+# ---------------------------------------------------------------- a warehouse
+
+PG_ADMIN = os.environ.get("CIVIS_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+class Postgres:
+    def __init__(self, dbname: str):
+        self.dbname = dbname
+        self.url = PG_ADMIN.rsplit("/", 1)[0] + "/" + dbname
+
+    def execute(self, sql: str, params=None):
+        with psycopg.connect(self.url, autocommit=True) as c:
+            cur = c.execute(sql, params)
+            return cur.fetchall() if cur.description else None
+
+    def active(self, marker: str) -> list:
+        """Backends currently running a statement containing ``marker``."""
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+            return c.execute(
+                "select pid, state, query from pg_stat_activity where state = 'active' "
+                "and query like %s and pid <> pg_backend_pid()",
+                (f"%{marker}%",),
+            ).fetchall()
+
+    def set_reachable(self, reachable: bool):
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+            c.execute(
+                f'alter database "{self.dbname}" with allow_connections {str(reachable).lower()}'
+            )
+            if not reachable:
+                c.execute(
+                    "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s",
+                    (self.dbname,),
+                )

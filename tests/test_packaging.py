@@ -24,7 +24,11 @@ def test_wheel_contains_every_package_folder(tmp_path):
         ("spawner", "jupyterhub_civis/spawner"),
         ("query_cache", "jupyterhub_civis/query_cache"),
     ]:
-        modules = [p.relative_to(ROOT / source) for p in (ROOT / source).rglob("*.py")]
+        modules = [
+            p.relative_to(ROOT / source)
+            for p in (ROOT / source).rglob("*.py")
+            if "node_modules" not in p.parts  # the labextension's build tools
+        ]
         assert modules, source
         for module in modules:
             assert f"{package}/{module.as_posix()}" in names, f"{source}/{module} not in wheel"
@@ -32,6 +36,13 @@ def test_wheel_contains_every_package_folder(tmp_path):
     for data in ("templates/queries.html", "hub_templates/page.html", "static/queries.js"):
         assert f"jupyterhub_civis/service/{data}" in names, data
     assert any(n.endswith("jupyter_server_config.d/jupyterhub_civis.json") for n in names)
+    for data in ("templates/share.html", "shares/rendered.css", "static/shares.js"):
+        assert f"jupyterhub_civis/service/{data}" in names, data
+    # the prebuilt JupyterLab extension (make labextension) travels as data files
+    labext = "data/share/jupyter/labextensions/jupyterhub-civis-share/"
+    assert any(n.endswith(labext + "package.json") for n in names)
+    assert any(labext + "static/remoteEntry." in n for n in names)
+    assert not [n for n in names if "node_modules" in n]
     assert not [n for n in names if n.startswith(("spawner/", "query_cache/", "tests/"))]
 
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
@@ -113,6 +124,8 @@ def test_every_imported_library_is_a_declared_requirement():
     missing = set()
     for folder in ("jupyterhub_civis", "spawner", "query_cache"):
         for path in (ROOT / folder).rglob("*.py"):
+            if "node_modules" in path.parts:  # the labextension's build tools, not ours
+                continue
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]

@@ -86,6 +86,7 @@ declare_service(
     url=f"http://127.0.0.1:{int(os.environ.get('CIVIS_SERVICE_PORT', '10101'))}",
     data_dir=os.path.join(state, "civis-service"),
     handoff_socket=handoff if len(handoff) < 100 else None,
+    live_shares=True,  # users may share a running server for pair work (share codes)
 )
 
 # The query cache: a DuckDB demo warehouse as the "default" connection, and one

@@ -33,6 +33,9 @@ from jupyterhub_civis.service.handlers.base import NotFoundHandler, log_request
 from jupyterhub_civis.service.handoff import HandoffServer
 from jupyterhub_civis.service.metrics import Metrics
 from jupyterhub_civis.service.pages import STATIC, StaticFiles, make_jinja
+from jupyterhub_civis.service.shares.grants import read_result
+from jupyterhub_civis.service.shares.render import RenderCache
+from jupyterhub_civis.service.shares.store import ShareStore
 from jupyterhub_civis.service.store import DurableStore, private_dir
 
 
@@ -258,6 +261,7 @@ class CivisService(Application):
             upload_stale_after=self.upload_stale_after,
             heartbeat_interval=max(self.upload_stale_after / 4, 0.05),
         )
+        self.shares = ShareStore(self.store.session)
         self.executor = concurrent.futures.ThreadPoolExecutor(
             self.threads, thread_name_prefix="civis-io"
         )
@@ -291,6 +295,7 @@ class CivisService(Application):
             mode=self.handoff_socket_mode,
             max_connections=self.handoff_max_connections,
             idle_timeout=self.handoff_idle_timeout,
+            read=functools.partial(read_result, self.store, self.shares),
         )
 
     def make_app(self) -> web.Application:
@@ -299,6 +304,8 @@ class CivisService(Application):
             default_handler_class=NotFoundHandler,
             hub_auth=self.hub_auth,
             store=self.store,
+            shares=self.shares,
+            render_cache=RenderCache(),
             metrics=self.metrics,
             executor=self.executor,
             jinja=make_jinja(),

@@ -60,6 +60,7 @@ class HandoffServer:
         mode: int = 0o600,
         max_connections: int = 64,
         idle_timeout: float = 10,
+        read=None,
     ):
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:
             raise ValueError(
@@ -69,6 +70,9 @@ class HandoffServer:
         self.path = path
         self.identify = identify  # async (token=…) -> Caller: the HTTP API's own check
         self.store = store
+        #: (caller, result id) -> ResultInfo or NotFound, blocking: whom a result may
+        #: reach (default: its owner's servers; the app adds reads through shares)
+        self.read = read or (lambda caller, rid: store.get(caller.user, rid, touch=True))
         self.run = run  # run a blocking call in the service's I/O pool
         self.on_served = on_served  # metrics callback: (status: int) -> None
         self.log = log
@@ -199,15 +203,15 @@ class HandoffServer:
             request = parse_handoff_request(raw)
         except InvalidInput as e:
             return 400, handoff_reply(400, message=str(e)), None
-        owner = (await self.identify(token=request.token)).user
-        if owner is None:
+        caller = await self.identify(token=request.token)
+        if caller.user is None:
             message = "a Hub user token with access to this service is required"
             return 403, handoff_reply(403, message=message), None
         not_found = (404, handoff_reply(404, message=policy.NOT_FOUND), None)
         if not valid_result_id(request.id):
             return not_found
         try:
-            info = await self.run(self.store.get, owner, request.id, touch=True)
+            info = await self.run(self.read, caller, request.id)
             fd = await self.run(self.store.open_local_blob, info.id)
         except (NotFound, FileNotFoundError):
             return not_found

@@ -40,6 +40,17 @@ from jupyterhub_civis import envvars
 #: module is imported by hub config files and stays free of the service's imports)
 HUB_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_templates")
 
+#: the service's further pages, after "My queries" in the hub's Services menu
+SERVICE_PAGES = [["Shared by me", "shares/mine"], ["Shared with me", "shares/with-me"]]
+#: what the service's browser login (its OAuth tokens) may carry for the user — the
+#: viewer's own delegated scopes, never a role of the service's (docs/sharing.md):
+#: the user's own groups (a share's group audience is checked against them) and the
+#: user's own servers ("Open a copy" starts or reuses the viewer's named server)
+OAUTH_SCOPES = ["read:users:groups!user", "servers!user"]
+
+#: issue and revoke share codes of one's own servers (JupyterHub >= 5): live shares
+LIVE_SHARE_SCOPE = "shares!user"
+
 SERVER_TOKEN_DEFAULT = ["users:activity!user", "access:servers!server"]
 #: lets the service see the user's groups in a server token's identity (per-group quotas)
 READ_OWN_GROUPS = "read:users:groups!user"
@@ -66,6 +77,7 @@ def declare_service(
     data_dir: str | None = None,
     api_token: str | None = None,
     handoff_socket: str | None = None,
+    live_shares: bool = False,
 ) -> dict:
     """Declare the service and its least-privilege grants in hub config ``c``.
 
@@ -77,6 +89,9 @@ def declare_service(
     ``handoff_socket``: a Unix socket path for the same-host handoff (servers on the
     service's machine receive results as open files); only where the servers and
     the service share a machine and blobs are on its disk (local, Docker).
+    ``live_shares``: let users share their running servers for pair work (JupyterHub
+    ≥ 5 share codes): every user gets ``shares!user``, and the service may use it on
+    their behalf (see docs/sharing.md).
     """
     access = f"access:services!service={name}"
     service = {
@@ -84,8 +99,13 @@ def declare_service(
         "url": url,
         "command": [sys.executable, "-m", "jupyterhub_civis.cli", "service", *(args or [])],
         "display": True,
-        "info": {"display_name": "My queries"},
+        "info": {"display_name": "My queries", "pages": SERVICE_PAGES},
         "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": [
+            access,
+            *OAUTH_SCOPES,
+            *([LIVE_SHARE_SCOPE] if live_shares else []),
+        ],
         "environment": {
             **({envvars.SERVICE_DATA_DIR: data_dir} if data_dir else {}),
             **({envvars.SERVICE_HANDOFF_SOCKET: handoff_socket} if handoff_socket else {}),
@@ -102,9 +122,11 @@ def declare_service(
     roles = list(_get(c.JupyterHub, "load_roles") or [])
     user_role = next((r for r in roles if r.get("name") == "user"), None)
     if user_role is None:
-        roles.append({"name": "user", "scopes": ["self", access]})
-    elif access not in user_role.setdefault("scopes", ["self"]):
-        user_role["scopes"].append(access)
+        user_role = {"name": "user", "scopes": ["self"]}
+        roles.append(user_role)
+    for scope in (access, *([LIVE_SHARE_SCOPE] if live_shares else [])):
+        if scope not in user_role.setdefault("scopes", ["self"]):
+            user_role["scopes"].append(scope)
     c.JupyterHub.load_roles = roles
 
     # the hub's pages label the service "My queries" in their Services menu

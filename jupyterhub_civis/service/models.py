@@ -55,3 +55,7 @@ class Upload(Base):
     owner: Mapped[str] = mapped_column(sa.String(255))
     started: Mapped[float] = mapped_column(sa.Float)
     heartbeat: Mapped[float] = mapped_column(sa.Float)
+
+
+# the sharing tables belong to the same metadata (and the same migrations)
+from jupyterhub_civis.service.shares import models as _shares  # noqa: E402, F401

@@ -32,6 +32,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from jupyterhub_civis.protocol import valid_result_id
 from jupyterhub_civis.retention import Candidate, choose_evictions
 from jupyterhub_civis.service import policy
+from jupyterhub_civis.service.blob_upload import BlobUpload
+from jupyterhub_civis.service.engine import make_engine, private_dir
 from jupyterhub_civis.service.migrations import upgrade
 from jupyterhub_civis.service.models import Pin, Result, Upload
 
@@ -89,102 +91,6 @@ class ResultInfo:
         d.pop("owner")
         d["pins"] = self.pins
         return d
-
-
-PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
-
-
-def private_dir(path: str) -> None:
-    """Create ``path`` (and parents) if needed; make it the service's alone, whatever the umask."""
-    os.makedirs(path, mode=PRIVATE_DIR, exist_ok=True)
-    os.chmod(path, PRIVATE_DIR)
-
-
-def private_file(path: str, flags: int = os.O_RDONLY) -> int:
-    """Open (creating) ``path`` readable by the service alone, whatever the umask."""
-    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
-    os.fchmod(fd, PRIVATE_FILE)
-    return fd
-
-
-def _private_sqlite(db_url: str) -> None:
-    """The SQLite file (its -wal and -shm files get its mode from SQLite) is private."""
-    path = sa.engine.make_url(db_url).database
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return
-    os.close(private_file(path))
-    for companion in (path + "-wal", path + "-shm"):
-        if os.path.exists(companion):
-            os.chmod(companion, PRIVATE_FILE)
-
-
-def make_engine(db_url: str) -> sa.Engine:
-    if db_url.startswith("sqlite"):
-        _private_sqlite(db_url)
-        engine = sa.create_engine(db_url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        return engine
-    return sa.create_engine(db_url, pool_pre_ping=True)
-
-
-class BlobUpload:
-    """One blob being written; chunks are appended in arrival order."""
-
-    def __init__(self, store: DurableStore, upload_id: str, owner: str):
-        self.store = store
-        self.id = upload_id
-        self.owner = owner
-        self.size = 0
-        self.head = b""
-        self.tail = b""
-        path = store.blob_path(upload_id)
-        if store.blobs_are_local:
-            fd = private_file(path, os.O_WRONLY | os.O_TRUNC)
-            self._file = os.fdopen(fd, "wb")
-        else:
-            self._file = store.fs.open(path, "wb")
-        self._last_beat = time.monotonic()
-
-    def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
-        self.size += len(chunk)
-        if len(self.head) < 8:
-            self.head = (self.head + bytes(chunk[:8]))[:8]
-        self.tail = (self.tail + bytes(chunk[-8:]))[-8:]
-        if time.monotonic() - self._last_beat > self.store.heartbeat_interval:
-            self._last_beat = time.monotonic()
-            self.store.heartbeat(self.id)
-
-    def close(self) -> None:
-        f = self._file
-        if f is None:
-            return
-        self._file = None
-        if self.store.blobs_are_local:
-            f.flush()
-            os.fsync(f.fileno())
-        f.close()  # an object store's upload completes here
-
-    def abort(self) -> None:
-        try:
-            if self._file is not None:
-                f, self._file = self._file, None
-                if hasattr(f, "discard"):
-                    f.discard()  # s3fs: abort the multipart upload
-                    f.closed = True  # never let a later close() upload the rest
-                else:
-                    f.close()
-        except Exception:
-            log.debug("closing aborted upload %s failed", self.id, exc_info=True)
-        self.store.forget_upload(self.id)
 
 
 class DurableStore:

@@ -15,43 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
-from civis_test_support import free_port, wait_for  # noqa: F401 (re-exported to the tests here)
+from civis_test_support import PG_ADMIN, Postgres, free_port, wait_for  # noqa: F401 (re-exported to the tests here)
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_ADMIN = os.environ.get("CIVIS_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-class Postgres:
-    def __init__(self, dbname: str):
-        self.dbname = dbname
-        self.url = PG_ADMIN.rsplit("/", 1)[0] + "/" + dbname
-
-    def execute(self, sql: str, params=None):
-        with psycopg.connect(self.url, autocommit=True) as c:
-            cur = c.execute(sql, params)
-            return cur.fetchall() if cur.description else None
-
-    def active(self, marker: str) -> list:
-        """Backends currently running a statement containing ``marker``."""
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            return c.execute(
-                "select pid, state, query from pg_stat_activity where state = 'active' "
-                "and query like %s and pid <> pg_backend_pid()",
-                (f"%{marker}%",),
-            ).fetchall()
-
-    def set_reachable(self, reachable: bool):
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(
-                f'alter database "{self.dbname}" with allow_connections {str(reachable).lower()}'
-            )
-            if not reachable:
-                c.execute(
-                    "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s",
-                    (self.dbname,),
-                )
-
-
 @pytest.fixture(scope="session")
 def pg():
     dbname = f"civis_qc_test_{uuid.uuid4().hex[:10]}"

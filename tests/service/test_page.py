@@ -5,27 +5,11 @@ import re
 import uuid
 
 import pytest
-from civis_service_support import arrow_stream
+from civis_service_support import arrow_stream, logged_in_page
 from civis_test_support import login
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub]
-
-
-def logged_in_page(browser, hub, user):
-    page = browser.new_context().new_page()
-    page.set_default_timeout(60_000)
-    page.csp_violations = []
-    page.on(
-        "console",
-        lambda m: page.csp_violations.append(m.text) if "Content Security Policy" in m.text else 0,
-    )
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", "civis-demo")
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r".*/hub/.*"))
-    return page
 
 
 def test_my_queries_is_a_hub_page_in_chromium(service_hub, browser, tmp_path):

@@ -20,9 +20,12 @@ from jupyterhub_civis import protocol
 from jupyterhub_civis.protocol import RESULT_HEADER
 from jupyterhub_civis.service import policy
 from jupyterhub_civis.service.handlers.base import APIHandler
+from jupyterhub_civis.service.shares.grants import read_result
 from jupyterhub_civis.service.store import NotFound, Pinned, TooManyPins, UploadLost
 
 CHUNK = 1 << 20
+#: pins a share holds on the results it carries (``shares.policy.pin_ref``)
+SHARE_PIN = "share:"
 RESULT_ID = r"([^/]+)"
 
 
@@ -186,15 +189,18 @@ class ResultsHandler(APIHandler):
 class ResultHandler(APIHandler):
     async def _info(self, result_id, touch=True):
         caller = self.require_caller()
-        try:
+        try:  # the caller's own, or one a share open to the caller carries
             return await self.run(
-                self.store.get, caller.user, result_id, touch=touch, admin=caller.admin
+                read_result, self.store, self.settings.get("shares"), caller, result_id, touch=touch
             )
         except NotFound:
             raise self.not_found() from None
 
     async def get(self, result_id):
-        info = await self._info(result_id)
+        await self.stream(await self._info(result_id))
+
+    async def stream(self, info):
+        """Send the blob of ``info`` (a result the caller may read)."""
         try:
             f = await self.run(self.store.open_blob, info.id)
         except FileNotFoundError:  # evicted/deleted by another replica just now
@@ -251,6 +257,10 @@ class PinsHandler(APIHandler):
     async def delete(self, result_id):
         caller = self.require_caller()
         pin = self.parse(protocol.parse_pin_request, {"ref": self.get_argument("ref", None)})
+        if pin.ref.startswith(SHARE_PIN):
+            raise web.HTTPError(
+                409, "a shared link carries this result; revoke the share to release it"
+            )
         try:
             info = await self.run(self.store.unpin, caller.user, result_id, pin.ref, caller.admin)
         except NotFound:

@@ -1,0 +1,200 @@
+"""Shared-notebook links, side by side in one run, on a real hub (config/local):
+
+1. ``view``: opening a shared notebook (50 cells, ~5 MB of outputs) — the viewer page
+   plus its sandboxed rendering, as a browser loads them — next to ``render``:
+   rendering the same file with nbconvert's HTML exporter from scratch (in process,
+   the work an uncached viewer would do). Renders are cached per version.
+2. ``copy``: "Open a copy" (viewer page form → the viewer's named server started →
+   spawn-pending → the server extension saves the copy → JupyterLab's page answers)
+   next to ``spawn``: starting a named server with the same environment until its
+   ``/api`` answers through the proxy. Runs alternate; servers are removed between.
+3. ``viewers``: concurrent viewers (distinct users) of one link: all served? p95.
+
+The last line is
+``view_vs_render=<ratio> copy_vs_spawn=<ratio> viewers_ok=<ok>/<n> viewers_p95_ms=<ms>``.
+
+    .venv/bin/python bench/share.py [--runs 5] [--copies 3] [--viewers 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbconvert
+import nbformat
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from civis_test_support import login, start_hub, stop_hub, wait_for  # noqa: E402
+
+ENVIRONMENT = {"environment": "python"}
+
+
+def big_notebook(cells: int = 50, output_bytes: int = 5 << 20) -> str:
+    per_cell = output_bytes // cells
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["jupyterhub_civis"] = {"environment": {"name": "python", "packages": []}}
+    rows = "".join(f"<tr><td>{i:06d}</td><td>value {i:06d}</td></tr>" for i in range(per_cell // 44))
+    png = base64.b64encode(os.urandom(per_cell * 3 // 4)).decode()
+    for i in range(cells):
+        data = {"text/html": f"<table>{rows}</table>", "text/plain": "table"}
+        if i % 5 == 0:
+            data = {"image/png": png, "text/plain": "figure"}
+        nb.cells.append(nbformat.v4.new_markdown_cell(f"## Section {i}\nSome *text*."))
+        nb.cells.append(
+            nbformat.v4.new_code_cell(
+                f"show({i})", outputs=[nbformat.v4.new_output("display_data", data=data)]
+            )
+        )
+    return nbformat.writes(nb)
+
+
+def timed(fn):
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def view(base: str, sid: str, token: str) -> None:
+    h = {"Authorization": f"token {token}"}
+    r = requests.get(f"{base}s/{sid}", headers=h, timeout=60)
+    assert r.status_code == 200, r.status_code
+    r = requests.get(f"{base}s/{sid}/render?v=1", headers=h, timeout=60)
+    assert r.status_code == 200 and b"Section 49" in r.content, r.status_code
+
+
+def render_from_scratch(raw: str) -> None:
+    nbconvert.HTMLExporter().from_notebook_node(nbformat.reads(raw, as_version=4))
+
+
+def viewer_form(base: str, sid: str, session: requests.Session) -> str:
+    """The viewer page as the person sees it before clicking "Open a copy": its _xsrf."""
+    page = session.get(f"{base}s/{sid}", timeout=60)
+    return re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+
+
+def open_copy(hub, base: str, sid: str, session: requests.Session, xsrf: str) -> None:
+    r = session.post(f"{base}s/{sid}/copy?v=1", data={"_xsrf": xsrf}, timeout=120,
+                     allow_redirects=False)
+    assert r.status_code == 302, (r.status_code, r.text[:300])
+    pending = hub.url + r.headers["Location"]
+
+    def in_lab():
+        got = session.get(pending, timeout=60)
+        return got.status_code == 200 and "/lab/tree/shared/" in got.url
+
+    wait_for(in_lab, timeout=240, interval=0.05, message="copy open in JupyterLab")
+
+
+def spawn(hub, user: str, name: str, token: str) -> None:
+    r = hub.api("POST", f"/users/{user}/servers/{name}", json=ENVIRONMENT)
+    assert r.status_code in (201, 202), r.text
+    h = {"Authorization": f"token {token}"}
+
+    def answers():
+        return requests.get(f"{hub.url}/user/{user}/{name}/api", headers=h, timeout=10).ok
+
+    wait_for(answers, timeout=240, interval=0.05, message="named server")
+
+
+def remove_servers(hub, user: str) -> None:
+    for name in list(hub.api("GET", f"/users/{user}").json()["servers"]):
+        hub.api("DELETE", f"/users/{user}/servers/{name}", json={"remove": True})
+    wait_for(lambda: hub.api("GET", f"/users/{user}").json()["servers"] == {}, timeout=60,
+             message="servers removed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--copies", type=int, default=3)
+    parser.add_argument("--viewers", type=int, default=100)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="civis-bench-share-") as state:
+        hub = start_hub(Path(state))
+        try:
+            base = f"{hub.url}/services/civis/"
+            wait_for(lambda: requests.get(base + "health", timeout=5).ok, message="service")
+            owner = hub.create_user("bench-owner")
+            owner_token = hub.user_token(owner)
+            viewers = [hub.create_user("bench-viewer") for _ in range(args.viewers)]
+            raw = big_notebook()
+            r = requests.post(base + "api/shares", timeout=120,
+                              headers={"Authorization": f"token {owner_token}"},
+                              json={"notebook": raw, "path": "big.ipynb",
+                                    "audience": {"everyone": True}})
+            assert r.status_code == 201, r.text
+            sid = r.json()["id"]
+            print(f"notebook: {len(raw) / 2**20:.1f} MiB, 50 code cells", flush=True)
+
+            # 1. view (cached render) vs nbconvert from scratch, alternating
+            viewer = viewers[0]
+            viewer_token = hub.user_token(viewer)
+            view(base, sid, viewer_token)  # the first view renders and caches
+            views, renders = [], []
+            for run in range(args.runs):
+                views.append(timed(lambda: view(base, sid, viewer_token)))
+                renders.append(timed(lambda: render_from_scratch(raw)))
+                print(f"run {run + 1}: view {views[-1] * 1000:.0f} ms, "
+                      f"render {renders[-1] * 1000:.0f} ms", flush=True)
+            view_ratio = statistics.median(views) / statistics.median(renders)
+
+            # 2. open a copy vs start a named server in the same environment
+            session = login(hub, viewer)
+            copies, spawns = [], []
+            for run in range(args.copies):
+                xsrf = viewer_form(base, sid, session)  # the person is on the page: untimed
+                copies.append(timed(lambda x=xsrf: open_copy(hub, base, sid, session, x)))
+                remove_servers(hub, viewer)
+                spawns.append(timed(lambda n=f"plain{run}": spawn(hub, viewer, n, viewer_token)))
+                remove_servers(hub, viewer)
+                print(f"copy {run + 1}: open a copy {copies[-1]:.2f} s, "
+                      f"spawn {spawns[-1]:.2f} s", flush=True)
+            copy_ratio = statistics.median(copies) / statistics.median(spawns)
+
+            # 3. concurrent viewers, each a user of their own: first as never seen by the
+            # service (each token's identity asked of the hub), then as returning viewers
+            tokens = [hub.user_token(v) for v in viewers]
+
+            def one(token):
+                try:
+                    return timed(lambda: view(base, sid, token))
+                except Exception as e:
+                    print(f"  viewer failed: {e}", file=sys.stderr)
+                    return None
+
+            def burst():
+                with concurrent.futures.ThreadPoolExecutor(len(tokens)) as pool:
+                    times = list(pool.map(one, tokens))
+                ok = [t for t in times if t is not None]
+                p95 = statistics.quantiles(ok, n=20)[-1] * 1000 if len(ok) > 1 else float("nan")
+                return ok, p95
+
+            cold_ok, cold_p95 = burst()
+            ok, p95 = burst()
+            print(f"{len(tokens)} viewers at once, identities new to the service: "
+                  f"{len(cold_ok)}/{len(tokens)} served, p95 {cold_p95:.0f} ms")
+            print(f"{len(tokens)} viewers at once, returning (identity cached): "
+                  f"{len(ok)}/{len(tokens)} served, p95 {p95:.0f} ms")
+            print(f"view (page + cached render), median: {statistics.median(views) * 1000:.0f} ms")
+            print(f"nbconvert from scratch, median: {statistics.median(renders) * 1000:.0f} ms")
+            print(f"open a copy, median: {statistics.median(copies):.2f} s; "
+                  f"named server spawn, median: {statistics.median(spawns):.2f} s")
+            print(f"view_vs_render={view_ratio:.3f} copy_vs_spawn={copy_ratio:.2f} "
+                  f"viewers_ok={len(ok)}/{len(tokens)} viewers_p95_ms={p95:.0f}")
+        finally:
+            stop_hub(hub)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+/**
+ * What the "Share…" dialog sends (pure: tested with node --test).
+ *
+ * The server extension (`jupyterhub_civis/share_publish.py`) reads the notebook
+ * itself, as saved, and forwards this to the civis service's `api/shares`.
+ */
+
+export interface FormValues {
+  users: string;
+  groups: string;
+  everyone: boolean;
+  /** a date, YYYY-MM-DD (the link works until the end of that day, UTC); "" = never */
+  expires: string;
+  title: string;
+}
+
+export interface ShareRequest {
+  path: string;
+  title: string;
+  audience: { users: string[]; groups: string[]; everyone: boolean };
+  expires: number | null;
+}
+
+/** "ann, bob\ncy" → ["ann", "bob", "cy"] (no empties, no repeats). */
+export function names(text: string): string[] {
+  const out: string[] = [];
+  for (const part of text.split(/[,\n]/)) {
+    const name = part.trim();
+    if (name && !out.includes(name)) {
+      out.push(name);
+    }
+  }
+  return out;
+}
+
+/** The end of day `date` (YYYY-MM-DD) in UTC, in seconds since the epoch; null if empty. */
+export function expiry(date: string, now: number = Date.now()): number | null {
+  const text = date.trim();
+  if (!text) {
+    return null;
+  }
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+  if (!m) {
+    throw new Error('Expires: give a date as YYYY-MM-DD, or leave it empty');
+  }
+  const end = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), 23, 59, 59);
+  if (Number.isNaN(end) || end <= now) {
+    throw new Error('Expires: the date must be in the future');
+  }
+  return end / 1000;
+}
+
+export function buildShareRequest(path: string, form: FormValues, now?: number): ShareRequest {
+  const audience = {
+    users: names(form.users),
+    groups: names(form.groups),
+    everyone: form.everyone
+  };
+  if (!audience.users.length && !audience.groups.length && !audience.everyone) {
+    throw new Error('Audience: name at least one user or group, or choose everyone');
+  }
+  return { path, title: form.title.trim(), audience, expires: expiry(form.expires, now) };
+}

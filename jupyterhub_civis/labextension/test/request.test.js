@@ -1,0 +1,36 @@
+// node --test: the pure part of the "Share…" dialog (compiled to lib/ by tsc first).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildShareRequest, expiry, names } from '../lib/request.js';
+
+const NOW = Date.UTC(2026, 0, 1);
+
+test('names are split on commas and lines, trimmed, without repeats', () => {
+  assert.deepEqual(names(' ann, bob\ncy,, ann '), ['ann', 'bob', 'cy']);
+  assert.deepEqual(names(''), []);
+});
+
+test('expiry is the end of that day in UTC, in seconds', () => {
+  assert.equal(expiry('', NOW), null);
+  assert.equal(expiry('2026-01-02', NOW), Date.UTC(2026, 0, 2, 23, 59, 59) / 1000);
+  assert.throws(() => expiry('02/01/2026', NOW), /YYYY-MM-DD/);
+  assert.throws(() => expiry('2025-12-31', NOW), /future/);
+});
+
+test('a request needs an audience and carries the path as given', () => {
+  const form = { users: 'ann', groups: '', everyone: false, expires: '', title: ' Q3 ' };
+  assert.deepEqual(buildShareRequest('a/b.ipynb', form, NOW), {
+    path: 'a/b.ipynb',
+    title: 'Q3',
+    audience: { users: ['ann'], groups: [], everyone: false },
+    expires: null
+  });
+  assert.throws(
+    () => buildShareRequest('x.ipynb', { ...form, users: ' , ' }, NOW),
+    /Audience: name at least one/
+  );
+  assert.equal(
+    buildShareRequest('x.ipynb', { ...form, users: '', everyone: true }, NOW).audience.everyone,
+    true
+  );
+});

@@ -1,0 +1,216 @@
+"""The sharing pages: the viewer of a link, its sandboxed rendering, "Shared by me"
+and "Shared with me".
+
+- ``GET  s/<id>[?v=N]``           the viewer (hub page): who, when, environment, results, versions
+- ``GET  s/<id>/render?v=N``      the sanitised rendering, CSP ``sandbox``, framed by the viewer
+- ``GET  shares/mine``            "Shared by me": audience, expiry, views and copies; revoke
+- ``POST shares/<id>/revoke``     revoke (form with ``_xsrf``)
+- ``POST shares/<id>/update``     change audience / expiry (form with ``_xsrf``)
+- ``GET  shares/with-me``         "Shared with me"
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+from tornado import web
+
+from jupyterhub_civis.errors import InvalidInput
+from jupyterhub_civis.service.pages import PageHandler
+from jupyterhub_civis.service.shares import policy, render, schemas
+from jupyterhub_civis.service.shares.api import SHARE_ID, audience, revoke_share
+from jupyterhub_civis.service.shares.store import ShareInfo, ShareNotFound
+
+
+class SharePage(PageHandler):
+    @property
+    def shares(self):
+        return self.settings["shares"]
+
+    def share_not_found(self) -> web.HTTPError:
+        return web.HTTPError(404, policy.NOT_FOUND)
+
+    def page_namespace(self) -> dict:
+        return {**super().page_namespace(), "utc": utc, "title_of": policy.display_title}
+
+    async def viewable(self, share_id: str) -> ShareInfo:
+        try:
+            return await self.run(
+                self.shares.for_viewer, self.caller.user, self.caller.groups, share_id
+            )
+        except ShareNotFound:
+            raise self.share_not_found() from None
+
+    def version_of(self, info: ShareInfo):
+        try:
+            query = schemas.parse(schemas.ViewQuery, {"v": self.get_argument("v", None) or None})
+        except InvalidInput:
+            raise self.share_not_found() from None
+        if query.v is None:
+            return info.latest
+        version = next((v for v in info.versions if v.number == query.v), None)
+        if version is None:
+            raise self.share_not_found()
+        return version
+
+
+class Viewer(SharePage):
+    @web.authenticated
+    async def get(self, share_id):
+        user = self.require_user()
+        info = await self.viewable(share_id)
+        version = self.version_of(info)
+        if user != info.owner:
+            await self.run(self.shares.record, info.id, user, "view", version.number)
+        self.render_page(
+            "share.html",
+            share=info,
+            version=version,
+            env=version.environment,
+            is_owner=user == info.owner,
+        )
+
+
+class Rendered(SharePage):
+    """Only ever shown inside the viewer's sandboxed iframe; its own CSP sandboxes it
+    again, so it cannot run script even when opened on its own."""
+
+    def set_default_headers(self):
+        super().set_default_headers()
+        self.set_header("Content-Security-Policy", render.RENDER_CSP)
+        self.set_header("X-Frame-Options", "SAMEORIGIN")
+
+    @web.authenticated
+    async def get(self, share_id):
+        self.require_user()
+        info = await self.viewable(share_id)
+        version = self.version_of(info)
+        cache = self.settings["render_cache"]
+        key = (info.id, version.number)
+        cached = cache.get(key)
+        if cached is None:
+            html = await self.run(self.shares.rendered, *key) or await self._render(info, key)
+            cached = await self.run(render.Rendering.of, html)
+            cache.put(key, cached)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "private, max-age=3600")  # a version never changes
+        self.set_header("Vary", "Accept-Encoding")
+        if "gzip" in self.request.headers.get("Accept-Encoding", ""):
+            self.set_header("Content-Encoding", "gzip")
+            self.finish(cached.gzipped)
+        else:
+            self.finish(cached.html)
+
+    async def _render(self, info: ShareInfo, key: tuple[str, int]) -> bytes:
+        """Render a version (first view on any replica) and keep it in the database."""
+        raw = await self.run(self.shares.notebook, *key)
+        try:
+            html = await self.run(render.render, raw, title=info.display_title)
+        except Exception as e:
+            self.log.warning("share %s v%d not rendered: %s", *key, e)
+            return render.render_error("This notebook could not be rendered.")
+        await self.run(self.shares.keep_rendered, *key, html)
+        return html
+
+    def write_error(self, status_code, **kwargs):
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(render.render_error(self.error_message(**kwargs)))
+
+
+class SharedByMe(SharePage):
+    @web.authenticated
+    async def get(self):
+        owner = self.require_user()
+        infos = await self.run(self.shares.list_owned, owner)
+        events = {}
+        for info in infos:
+            events[info.id] = await self.run(self.shares.events, owner, info.id, 50)
+        self.render_page(
+            "shares_mine.html",
+            shares=infos,
+            events=events,
+            message=self.get_argument("message", ""),
+        )
+
+
+class SharedWithMe(SharePage):
+    @web.authenticated
+    async def get(self):
+        user = self.require_user()
+        infos = await self.run(self.shares.list_shared_with, user, self.caller.groups)
+        self.render_page("shares_with_me.html", shares=infos)
+
+
+def utc(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _names(text: str) -> list[str]:
+    return [n for n in (part.strip() for part in text.replace("\n", ",").split(",")) if n]
+
+
+def _expiry(text: str) -> float | None:
+    """A date (``YYYY-MM-DD``, end of that day UTC) from the form; empty: never."""
+    if not text.strip():
+        return None
+    try:
+        day = datetime.date.fromisoformat(text.strip())
+    except ValueError:
+        raise web.HTTPError(400, "expires: give a date as YYYY-MM-DD, or leave it empty") from None
+    end = datetime.datetime.combine(day, datetime.time.max, tzinfo=datetime.UTC)
+    return end.timestamp()
+
+
+class Revoke(SharePage):
+    @web.authenticated
+    async def post(self, share_id):
+        await revoke_share(self, self.require_user(), share_id)
+        self.redirect(self.settings["service_prefix"] + "shares/mine")
+
+
+class Update(SharePage):
+    @web.authenticated
+    async def post(self, share_id):
+        owner = self.require_user()
+        raw = {
+            "users": _names(self.get_body_argument("users", "")),
+            "groups": _names(self.get_body_argument("groups", "")),
+            "everyone": self.get_body_argument("everyone", "") == "on",
+        }
+        try:
+            body = schemas.parse(schemas.AudienceBody, raw)
+        except InvalidInput as e:
+            raise web.HTTPError(400, f"audience: {e.message}") from None
+        expires = _expiry(self.get_body_argument("expires", ""))
+        refusal = policy.expiry_refusal(expires, time.time())
+        if refusal:
+            raise web.HTTPError(400, refusal)
+        try:
+            await self.run(
+                self.shares.update,
+                owner,
+                share_id,
+                audience=audience(body),
+                expires=expires,
+                set_expires=True,
+            )
+        except ShareNotFound:
+            raise self.share_not_found() from None
+        self.redirect(self.settings["service_prefix"] + "shares/mine")
+
+
+#: (label, path under the service prefix): pages in the Services menu
+MENU = [("Shared by me", "shares/mine"), ("Shared with me", "shares/with-me")]
+
+#: (path under the service prefix, handler)
+ROUTES = [
+    (f"s/{SHARE_ID}", Viewer),
+    (f"s/{SHARE_ID}/render", Rendered),
+    ("shares/mine", SharedByMe),
+    ("shares/with-me", SharedWithMe),
+    (f"shares/{SHARE_ID}/revoke", Revoke),
+    (f"shares/{SHARE_ID}/update", Update),
+]

@@ -1,0 +1,139 @@
+"""A shared notebook version as static, sanitised HTML.
+
+nbconvert's HTML exporter renders the notebook (its ``basic`` template: the
+cells and outputs, no scripts of its own); nh3 (ammonia) then keeps only an
+allow-list of tags, attributes and URL schemes, so no ``<script>``, event
+handler, ``javascript:`` URL, inline SVG, form, frame or widget state survives,
+whatever the notebook's outputs hold. The result is wrapped in a fixed shell
+with a fixed stylesheet and served by ``pages.RenderedNotebook`` with
+a CSP ``sandbox`` (no ``allow-scripts``) inside a sandboxed iframe: even a
+sanitiser bug could not run script on the hub's origin.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import html
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import nbformat
+import nh3
+from nbconvert import HTMLExporter
+
+#: Tags a rendering may keep: text, tables, code and images — nothing active.
+TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd",
+    "del", "details", "div", "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3",
+    "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "mark", "ol", "p", "pre", "q",
+    "s", "samp", "small", "span", "strong", "sub", "summary", "sup", "table", "tbody", "td",
+    "tfoot", "th", "thead", "tr", "u", "ul", "var",
+}  # fmt: skip
+ATTRIBUTES = {
+    "*": {"class", "title", "lang", "dir"},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan", "align"},
+    "th": {"colspan", "rowspan", "align", "scope"},
+    "ol": {"start"},
+}
+#: Images only as data: URLs (the sandbox's CSP loads nothing else); links to the web.
+URL_SCHEMES = {"http", "https", "mailto", "data"}
+
+with open(os.path.join(os.path.dirname(__file__), "rendered.css"), encoding="utf-8") as _f:
+    CSS = _f.read()
+#: The one style the rendering's CSP allows: the shell's own stylesheet.
+CSS_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode() + "'"
+#: Served with the rendering: no script, nothing loaded but the shell's style and
+#: data: images, framed only by the service's own viewer page.
+RENDER_CSP = (
+    "sandbox; default-src 'none'; style-src " + CSS_HASH + "; img-src data:; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+)
+
+SHELL = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="referrer" content="no-referrer">
+<title>{title}</title>
+<style>{css}</style>
+</head><body class="civis-rendered">
+{body}
+</body></html>"""
+
+
+def _clean(fragment: str) -> str:
+    return nh3.clean(
+        fragment,
+        tags=TAGS,
+        attributes=ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
+
+
+def render(raw: bytes, *, title: str) -> bytes:
+    """The notebook ``raw`` (.ipynb bytes) as a sanitised, script-free HTML document."""
+    nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+    nb.metadata.pop("widgets", None)  # widget state is never rendered
+    exporter = HTMLExporter(template_name="basic", exclude_anchor_links=True)
+    body, _ = exporter.from_notebook_node(nb)
+    return SHELL.format(
+        title=html.escape(title), css=CSS, body=_clean(body)
+    ).encode()
+
+
+def render_error(message: str) -> bytes:
+    """What the frame shows when a stored notebook cannot be rendered."""
+    body = f"<p class='civis-render-error'>{html.escape(message)}</p>"
+    return SHELL.format(title="Not rendered", css=CSS, body=body).encode()
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """A rendering as served: the HTML and, compressed once, its gzip encoding."""
+
+    html: bytes
+    gzipped: bytes
+
+    @classmethod
+    def of(cls, html: bytes) -> Rendering:
+        return cls(html, gzip.compress(html, compresslevel=6))
+
+    def __len__(self) -> int:
+        return len(self.html) + len(self.gzipped)
+
+
+class RenderCache:
+    """The most recently served renderings in memory, within ``max_bytes``: a popular
+    link is served without reading its rendering from the database each time (the
+    database keeps every version's rendering for every replica)."""
+
+    def __init__(self, max_bytes: int = 64 << 20):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, int], Rendering] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int]) -> Rendering | None:
+        with self._lock:
+            html_ = self._items.get(key)
+            if html_ is not None:
+                self._items.move_to_end(key)
+            return html_
+
+    def put(self, key: tuple[str, int], html_: Rendering) -> None:
+        if len(html_) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._bytes -= len(old) if old else 0
+            self._items[key] = html_
+            self._bytes += len(html_)
+            while self._bytes > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)

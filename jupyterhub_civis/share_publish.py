@@ -1,0 +1,108 @@
+"""Single-user server extension: the backend of JupyterLab's "Share…" command.
+
+``POST <server>/civis/shares/publish`` ``{"path", "title", "audience", "expires"}``
+(JupyterLab's own request: its XSRF and login) reads the notebook at ``path`` from
+this server's contents manager exactly as saved, and publishes it to the civis
+service with the server's own token: a new link the first time, then the next
+version of the same link (this user's live snapshot of the same path on the same
+server). Answers the service's share (``url``, ``id``, ``version``) or its error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import ensure_async, url_path_join
+from tornado import web
+from tornado.httpclient import HTTPClientError
+
+from jupyterhub_civis.share_copy import ShareCopy
+
+ALLOWED = {"path", "title", "audience", "expires"}
+
+
+class Publish(APIHandler):
+    @web.authenticated
+    async def post(self):
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "body: is not valid JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("path"), str):
+            raise web.HTTPError(400, "path: the notebook's path is required")
+        unknown = sorted(set(body) - ALLOWED)
+        if unknown:
+            raise web.HTTPError(400, f"{unknown[0]}: is not a recognised option")
+        path = body["path"].strip("/")
+        cm = self.contents_manager
+        if not path.endswith(".ipynb") or not await ensure_async(cm.file_exists(path)):
+            raise web.HTTPError(404, f"path: no notebook {path!r} on this server")
+        model = await ensure_async(cm.get(path, content=True, type="file", format="text"))
+        copier: ShareCopy = self.settings["civis_share_copy"]
+        if not copier.service_url:
+            raise web.HTTPError(503, "this server does not know the civis service")
+        server = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+        try:
+            mine = json.loads(await copier.fetch("api/shares"))["shares"]
+            existing = next(
+                (
+                    s
+                    for s in mine
+                    if s["kind"] == "snapshot"
+                    and s["path"] == path
+                    and s.get("server", "") == server
+                    and s.get("revoked") is None
+                ),
+                None,
+            )
+            if existing:
+                answer = await copier.send(
+                    "POST", f"api/shares/{existing['id']}/versions",
+                    {"notebook": model["content"], "path": path},
+                )
+                # the dialog's audience, expiry and title apply to the link from now on
+                change = {"expires": body.get("expires")}
+                if body.get("audience"):
+                    change["audience"] = body["audience"]
+                if body.get("title"):
+                    change["title"] = body["title"]
+                answer = await copier.send("PATCH", f"api/shares/{existing['id']}", change)
+            else:
+                answer = await copier.send(
+                    "POST",
+                    "api/shares",
+                    {
+                        "notebook": model["content"],
+                        "path": path,
+                        "server": server,
+                        "title": body.get("title") or "",
+                        "audience": body.get("audience") or {},
+                        "expires": body.get("expires"),
+                    },
+                )
+        except HTTPClientError as e:
+            status = e.code if e.code in (400, 403, 404, 413) else 502
+            try:
+                message = json.loads(e.response.body)["message"]
+            except Exception:
+                message = str(e)
+            self.set_status(status)
+            self.finish(json.dumps({"status": status, "message": message}))
+            return
+        out = json.loads(answer)
+        self.finish(
+            json.dumps({"id": out["id"], "url": out["url"], "version": len(out["versions"])})
+        )
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "jupyterhub_civis.share_publish"}]
+
+
+def _load_jupyter_server_extension(serverapp):
+    settings = serverapp.web_app.settings
+    settings.setdefault("civis_share_copy", ShareCopy(parent=serverapp))
+    route = url_path_join(settings["base_url"], "civis/shares/publish")
+    serverapp.web_app.add_handlers(".*$", [(route, Publish)])

@@ -1,0 +1,80 @@
+"""JupyterLab's "Share…" command in Chromium, in a real server of a real hub: from the
+File menu a new link, from the notebook toolbar the next version of the same link;
+the link opens the viewer."""
+
+import re
+
+import nbformat
+import pytest
+import requests
+from civis_service_support import logged_in_page
+from civis_test_support import HubServer
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.hub]
+
+
+def test_share_from_jupyterlab(hub, browser, tmp_path):
+    owner, viewer = hub.create_user("labowner"), hub.create_user("labviewer")
+    hub.start_and_wait(owner, "lab")
+    server = HubServer(hub, owner, "lab")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Shared from Lab")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    assert server.api("PUT", "api/contents/report.ipynb",
+                      json={"type": "notebook", "content": nb}).ok
+
+    page = logged_in_page(browser, hub, owner)
+    page.set_default_timeout(120_000)
+    page.goto(f"{hub.url}/user/{owner}/lab/lab/tree/report.ipynb")
+    expect(page.locator(".jp-NotebookPanel .jp-RenderedMarkdown h1")).to_contain_text(
+        "Shared from Lab"
+    )
+    expect(page.locator(".jp-NotebookPanel-toolbar .civis-share-button")).to_be_visible()
+
+    # File menu › Share…
+    page.locator(".lm-MenuBar-itemLabel", has_text="File").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Share…").click()
+    page.fill("#civis-share-users", viewer)
+    page.fill("#civis-share-title", "Lab <report>")
+    page.locator(".jp-Dialog-button", has_text="Share").click()
+    link = page.locator("#civis-share-link")
+    expect(link).to_have_value(re.compile(r"^http://.+/services/civis/s/[A-Za-z0-9_-]{32}$"))
+    url = link.input_value()
+    page.locator(".jp-Dialog-button", has_text="Close").click()
+
+    token = hub.user_token(owner)
+    mine = requests.get(f"{hub.url}/services/civis/api/shares", timeout=60,
+                        headers={"Authorization": f"token {token}"}).json()["shares"]
+    assert [(s["path"], s["title"], s["server"], len(s["versions"])) for s in mine] == [
+        ("report.ipynb", "Lab <report>", "lab", 1)
+    ]
+    assert mine[0]["audience"]["users"] == [viewer]
+
+    # the notebook toolbar's Share… publishes version 2 of the same link
+    page.locator(".jp-NotebookPanel-toolbar .civis-share-button").click()
+    page.fill("#civis-share-users", viewer)
+    page.locator(".jp-Dialog-button", has_text="Share").click()
+    expect(page.locator("#civis-share-link")).to_have_value(url)
+    expect(page.locator(".jp-Dialog-body")).to_contain_text("Version 2")
+    page.locator(".jp-Dialog-button", has_text="Close").click()
+
+    # no audience: the dialog says what to do, nothing is published
+    page.locator(".jp-NotebookPanel-toolbar .civis-share-button").click()
+    page.locator(".jp-Dialog-button", has_text="Share").click()
+    expect(page.locator(".jp-Dialog-body")).to_contain_text("Audience: name at least one")
+    page.locator(".jp-Dialog-button").first.click()
+
+    # the command is in the palette too
+    page.keyboard.press("Control+Shift+C")
+    page.keyboard.type("Share…")
+    expect(page.locator(".lm-CommandPalette-item", has_text="Share…")).to_have_count(1)
+    page.keyboard.press("Escape")
+    page.screenshot(path=str(tmp_path / "lab-share.png"))
+
+    # the viewer opens the link
+    vpage = logged_in_page(browser, hub, viewer)
+    vpage.goto(url)
+    expect(vpage.locator("#share-title")).to_have_text("Lab <report>")
+    expect(vpage.locator("#share-version")).to_contain_text("2 of 2")
+    expect(vpage.frame_locator("#share-frame").locator("h1")).to_have_text("Shared from Lab")

@@ -1,0 +1,82 @@
+"""The pure sharing rules: ids, audience, expiry, revocation, what a notebook carries."""
+
+import json
+
+import pytest
+
+from jupyterhub_civis.service.shares import policy
+from jupyterhub_civis.service.shares.policy import Audience, ShareState
+
+
+def test_ids_are_random_192_bit_and_checked_by_shape():
+    ids = {policy.new_share_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(policy.valid_share_id(i) and len(i) == 32 for i in ids)
+    for bad in ("", "a" * 31, "a" * 33, "../" + "a" * 29, None, 5, "a" * 31 + "/"):
+        assert not policy.valid_share_id(bad)
+
+
+@pytest.mark.parametrize(
+    "audience,user,groups,ok",
+    [
+        (Audience(users=frozenset({"cy"})), "cy", [], True),
+        (Audience(users=frozenset({"cy"})), "dee", [], False),
+        (Audience(groups=frozenset({"data"})), "dee", ["data"], True),
+        (Audience(groups=frozenset({"data"})), "dee", ["ops"], False),
+        (Audience(everyone=True), "anyone", [], True),
+        (Audience(everyone=True), None, [], False),  # never anonymous
+        (Audience(everyone=True), "", [], False),
+        (Audience(), "ann", [], True),  # the owner
+    ],
+)
+def test_may_view(audience, user, groups, ok):
+    assert policy.may_view(ShareState("ann", audience), user, groups, now=10) is ok
+
+
+def test_revoked_or_expired_is_closed_to_everyone_even_the_owner_viewer():
+    aud = Audience(everyone=True)
+    assert not policy.may_view(ShareState("ann", aud, expires=10), "cy", [], now=10)
+    assert policy.may_view(ShareState("ann", aud, expires=10), "cy", [], now=9.9)
+    assert not policy.may_view(ShareState("ann", aud, revoked=5), "ann", [], now=10)
+    assert policy.may_manage(ShareState("ann", aud, revoked=5), "ann")
+    assert not policy.may_manage(ShareState("ann", aud), "cy")
+    assert not policy.may_manage(ShareState("ann", aud), None)
+
+
+def test_environment_and_pinned_results_from_the_notebook():
+    rid = "a" * 32
+    nb = {
+        "metadata": {
+            "jupyterhub_civis": {
+                "environment": {"environment": "py311", "packages": []},
+                "queries": {
+                    "k1": {"result_id": rid, "sql": "select 1"},
+                    "k2": {"result_id": rid},
+                    "k3": {"result_id": "../../etc/passwd"},
+                    "k4": "garbage",
+                },
+            }
+        },
+        "cells": [],
+    }
+    assert policy.environment_record(nb)["environment"] == "py311"
+    assert policy.pinned_results(nb) == [rid]
+    assert policy.environment_record({"metadata": {"jupyterhub_civis": []}}) == {}
+    assert policy.pinned_results({"metadata": None}) == []
+
+
+def test_parse_notebook_messages_say_what_to_do():
+    ok = {"nbformat": 4, "cells": []}
+    assert policy.parse_notebook(json.dumps(ok).encode()) == ok
+    with pytest.raises(ValueError, match="not a valid .ipynb"):
+        policy.parse_notebook(b"\x00")
+    with pytest.raises(ValueError, match="only nbformat 4"):
+        policy.parse_notebook(b'{"nbformat": 3, "cells": []}')
+    with pytest.raises(ValueError, match="valid .ipynb"):
+        policy.parse_notebook(b"[" * 100000)
+
+
+def test_titles():
+    assert policy.display_title("", "a/b/report.ipynb") == "report.ipynb"
+    assert policy.display_title("Q3", "a/b/report.ipynb") == "Q3"
+    assert policy.display_title("", "") == "Untitled notebook"
