@@ -126,6 +126,9 @@ class QueryManager:
         self.inflight: dict[str, _Run] = {}
         # notebook path -> key -> pin (what the pre-save hook writes)
         self.notebook_pins: dict[str, dict[str, dict]] = {}
+        # notebook path -> mode its queries run in while a run executes it (a report
+        # refreshes), in place of the notebook's own default; a call's mode still wins
+        self.forced_modes: dict[str, str] = {}
 
     # ---------------------------------------------------------------- submit
     async def submit(self, body: Mapping[str, Any]) -> QueryRecord:
@@ -154,8 +157,9 @@ class QueryManager:
             if (notebook and self.notebook_metadata)
             else None
         )
+        notebook_mode = self.forced_modes.get(notebook) if notebook else None
         mode = modes.resolve_mode(
-            call_mode, modes.notebook_default_mode(metadata), self.default_mode
+            call_mode, notebook_mode or modes.notebook_default_mode(metadata), self.default_mode
         )
 
         try:

@@ -55,3 +55,7 @@ class Upload(Base):
     owner: Mapped[str] = mapped_column(sa.String(255))
     started: Mapped[float] = mapped_column(sa.Float)
     heartbeat: Mapped[float] = mapped_column(sa.Float)
+
+
+# the report tables live in their own module, on this Base (migration 0004_reports)
+from jupyterhub_civis.service.reports import models as _report_models  # noqa: E402,F401

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from jupyterhub_civis.service.handlers import ops, queries, results
 from jupyterhub_civis.service.pages import MenuLink
+from jupyterhub_civis.service.reports import handlers as reports
 
-RESOURCES = (ops, results, queries)
+RESOURCES = (ops, reports, results, queries)
 
 
 def _under(prefix: str, path: str) -> str:
