@@ -57,7 +57,7 @@ class Executor:
         self.server, self.token = server, token
 
     def request(self, method, path="", token=None, **kw):
-        headers = {"Authorization": f"token {token or self.token}"}
+        headers = {"Authorization": f"token {token or self.token}", **kw.pop("headers", {})}
         url = self.server.base + "api/civis/execute" + path
         return self.server.hub.session.request(method, url, headers=headers, timeout=120, **kw)
 

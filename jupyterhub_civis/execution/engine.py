@@ -156,12 +156,16 @@ class Runner:
         index = execution.code_cells[execution.cell - 1] if execution.cell else None
         cell = execution.nb.cells[index] if index is not None else None
         output = _output_text(cell.outputs) if cell is not None else ""
-        if isinstance(error, (DeadKernelError, CellTimeoutError)):
+        timed_out = isinstance(error, CellTimeoutError)
+        if isinstance(error, DeadKernelError):
             output = (output + "\n" + str(error)).strip()
+        message = str(getattr(error, "ename", "") or type(error).__name__)
+        if timed_out:
+            message = f"the run took longer than {execution.timeout:g} s"
         self._finish(
             execution,
-            FAILED,
-            message=str(getattr(error, "ename", "") or type(error).__name__),
+            TIMEOUT if timed_out else FAILED,
+            message=message,
             cell=execution.cell,
             source=cell.source if cell is not None else "",
             output=output,
