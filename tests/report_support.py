@@ -94,3 +94,45 @@ def outputs(nb: dict) -> list[str]:
         for c in nb["cells"]
         if c["cell_type"] == "code"
     ]
+
+
+class ReportsAPI:
+    """The service's reports API, as the holder of ``token`` sees it (through the hub's proxy)."""
+
+    def __init__(self, hub, token: str):
+        self.hub, self.token = hub, token
+        self.base = hub.url + "/services/civis/api/reports"
+
+    def request(self, method, path="", **kw):
+        headers = {"Authorization": f"token {self.token}", **kw.pop("headers", {})}
+        return self.hub.session.request(method, self.base + path, headers=headers, timeout=120, **kw)
+
+    def create(self, nb, **body) -> dict:
+        r = self.request("POST", json={"path": "reports/sales.ipynb", "notebook": nb,
+                                       "environment": {"environment": "python"}, **body})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def refresh(self, report_id, **body) -> dict:
+        r = self.request("POST", f"/{report_id}/runs", json=body)
+        assert r.status_code in (200, 202), r.text
+        return r.json()
+
+    def run(self, report_id, run_id) -> dict:
+        r = self.request("GET", f"/{report_id}/runs/{run_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_final(self, report_id, run_id, timeout=240) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.run(report_id, run_id)
+            if run["status"] not in ("queued", "running"):
+                return run
+            assert time.monotonic() < deadline, run
+            time.sleep(0.2)
+
+    def run_notebook(self, report_id, run_id) -> dict:
+        r = self.request("GET", f"/{report_id}/runs/{run_id}/notebook")
+        assert r.status_code == 200, r.text
+        return r.json()["notebook"]

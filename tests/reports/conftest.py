@@ -38,10 +38,17 @@ def report_hub(tmp_path_factory, warehouse):
     report-runner role; servers query the PostgreSQL warehouse as ``default``."""
     state = tmp_path_factory.mktemp("report-hub")
     port = free_port()
-    args = [f"--data-dir={state / 'civis-data'}", "--CivisService.cleanup_interval=5"]
+    args = [
+        f"--data-dir={state / 'civis-data'}",
+        "--CivisService.cleanup_interval=5",
+        "--Reports.lease_seconds=3",
+        "--Reports.schedule_interval=0.5",
+        "--Reports.poll_seconds=1",
+    ]
     run = HubRun(state, report_hub_config(port, args), env={"CIVIS_DEMO_WAREHOUSE_URL": warehouse.url})
     with run as hub:
         hub.service = f"http://127.0.0.1:{port}/services/civis/"
+        hub.service_db = state / "civis-data" / "civis-service.sqlite"
         wait_service(hub.service)
         yield hub
 
