@@ -147,16 +147,19 @@ class Runner:
         except asyncio.CancelledError:
             self._finish(execution, CANCELLED, message="cancelled")
         except (CellExecutionError, DeadKernelError, CellTimeoutError) as e:
-            self._fail_cell(execution, e)
+            self._fail_cell(execution, e, late=time.monotonic() >= deadline)
         except Exception as e:
+            if time.monotonic() >= deadline:  # e.g. the kernel not ready in the time left
+                message = f"the run took longer than {execution.timeout:g} s ({e})"
+                return self._finish(execution, TIMEOUT, message=message)
             self.log.exception("civis execute: %s failed", execution.path)
             self._finish(execution, FAILED, message=f"{type(e).__name__}: {e}")
 
-    def _fail_cell(self, execution: Execution, error: Exception) -> None:
+    def _fail_cell(self, execution: Execution, error: Exception, late: bool = False) -> None:
         index = execution.code_cells[execution.cell - 1] if execution.cell else None
         cell = execution.nb.cells[index] if index is not None else None
         output = _output_text(cell.outputs) if cell is not None else ""
-        timed_out = isinstance(error, CellTimeoutError)
+        timed_out = late or isinstance(error, CellTimeoutError)
         if isinstance(error, DeadKernelError):
             output = (output + "\n" + str(error)).strip()
         message = str(getattr(error, "ename", "") or type(error).__name__)
@@ -205,7 +208,8 @@ class Runner:
             for n, index in enumerate(execution.code_cells, start=1):
                 execution.cell = n
                 execution.changed()
-                client.timeout = max(int(_left(deadline)), 1)
+                # the run's own deadline (asyncio) comes first; this only backs it up
+                client.timeout = int(_left(deadline)) + 5
                 await client.async_execute_cell(
                     execution.nb.cells[index], index, execution_count=n
                 )

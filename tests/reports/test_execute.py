@@ -105,7 +105,7 @@ def test_timeout(owner_server):
     _, server, token = owner_server
     ex = Executor(server, token)
     run = ex.run(notebook("import time\nwhile True:\n    time.sleep(0.05)"), timeout=2)
-    assert run["state"] == "timeout" and "longer than 2 s" in run["error"]["message"]
+    assert run["state"] == "timeout" and "longer than 2 s" in run["error"]["message"], run["error"]
 
 
 @pytest.mark.parametrize(

@@ -176,3 +176,38 @@ def test_a_schedule_fires_and_a_killed_runner_fails_its_run(report_hub, people, 
     nxt = api.wait_final(report["id"], api.refresh(report["id"])["id"])
     assert nxt["status"] == "done", nxt
     engine.dispose()
+
+
+def test_refresh_on_view_and_audience_refresh(report_hub, people, warehouse):
+    owner, api = people["owner"]
+    viewer, viewer_api = people["viewer"]
+    report = api.create(
+        report_notebook(warehouse.table({"west": 7})),
+        viewers=[viewer], on_demand="audience", refresh_after=3600,
+    )
+    # the first view of a report without a fresh run starts one, for that viewer
+    seen = viewer_api.request("GET", f"/{report['id']}").json()
+    assert seen["latest"] is None and seen["running"]["trigger"] == "view"
+    assert seen["running"]["triggered_by"] == viewer
+    done = viewer_api.wait_final(report["id"], seen["running"]["id"])
+    assert done["status"] == "done", done
+    # fresh now: another view starts nothing
+    again = viewer_api.request("GET", f"/{report['id']}").json()
+    assert again["latest"]["id"] == done["id"] and again["running"] is None
+    # the audience may refresh on demand, with typed values from its form
+    run = viewer_api.refresh(report["id"], parameters={"region": "west"})
+    assert run["triggered_by"] == viewer
+    finished = viewer_api.wait_final(report["id"], run["id"])
+    assert finished["status"] == "done", api.run(report["id"], run["id"])
+    assert rows_after_injection(viewer_api.run_notebook(report["id"], run["id"])) == [
+        {"region": "west", "amount": 7}
+    ]
+    # the owner alone cancels and deletes
+    assert viewer_api.request("POST", f"/{report['id']}/runs/{run['id']}/cancel").status_code == 403
+    assert viewer_api.request("DELETE", f"/{report['id']}").status_code == 403
+    assert api.request("DELETE", f"/{report['id']}").status_code == 204
+    assert viewer_api.request("GET", f"/{report['id']}").status_code == 404
+
+
+def rows_after_injection(nb: dict) -> list:
+    return json.loads(outputs(nb)[2])

@@ -57,19 +57,27 @@ class HubClient:
         return (model.get("servers") or {}).get(server)
 
     async def start_server(self, user: str, server: str, options: dict, timeout: float) -> dict:
-        """Start (or find running) ``user``'s named ``server`` with ``options``; its model once ready."""
-        model = await self.server_model(user, server)
-        if not (model and (model.get("ready") or model.get("pending"))):
-            await self._call("POST", self._server(user, server), body=options or {}, ok=(201, 202, 400))
+        """Start (or find running) ``user``'s named ``server`` with ``options``; its model once
+        ready. A server still stopping (the previous run's) is waited for, then started."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        delay = 0.05
+        delay, posted = 0.05, False
         while True:
             model = await self.server_model(user, server)
-            if model and model.get("ready"):
+            pending = (model or {}).get("pending")
+            if model and model.get("ready") and not pending:
                 return model
-            if not model or not model.get("pending"):
-                raise HubError(f"the report server {user}/{server} did not start (see the hub's log)")
+            if not pending:
+                if posted:
+                    raise HubError(f"the report server {user}/{server} did not start (see the hub's log)")
+                try:
+                    await self._call("POST", self._server(user, server), body=options or {})
+                except HubError:
+                    again = await self.server_model(user, server)
+                    if not (again and (again.get("ready") or again.get("pending"))):
+                        raise  # refused (e.g. an environment the catalog no longer has)
+                posted = True
+                continue
             if loop.time() > deadline:
                 raise HubError(f"the report server {user}/{server} took longer than {timeout:g} s to start")
             await asyncio.sleep(delay)

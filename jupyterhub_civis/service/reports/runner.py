@@ -53,6 +53,7 @@ class ReportRunner:
         self.tasks: dict[str, asyncio.Task] = {}
         self._warm: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._busy: dict[tuple[str, str], int] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def launch(self, run_id: str) -> asyncio.Task:
         """Run ``run_id`` in the background (idempotent per run on this replica)."""
@@ -95,7 +96,7 @@ class ReportRunner:
         finished = await self.pool(self.store.finish, run_id, log=log.text(), **outcome)
         if not finished:
             self.log.warning("report run %s was finished elsewhere (lease lost)", run_id)
-        await self._release(key)
+        await self._release(key, report.id)
 
     async def _keep_lease(self, run_id: str, progress: dict) -> None:
         """Renew the run's lease (with its progress) until cancelled; flag a cancel request."""
@@ -111,10 +112,11 @@ class ReportRunner:
     async def _execute(self, report, row, log, deadline, progress) -> dict:
         options = policy.loads(row.environment, {})
         log(f"starting server {report.owner}/{policy.server_name(report.id)} with {json.dumps(options)}")
-        model = await self.hub.start_server(
-            report.owner, policy.server_name(report.id), options,
-            min(self.start_timeout, max(deadline - time.monotonic(), 1)),
-        )
+        async with self._lock((report.owner, policy.server_name(report.id))):
+            model = await self.hub.start_server(
+                report.owner, policy.server_name(report.id), options,
+                min(self.start_timeout, max(deadline - time.monotonic(), 1)),
+            )
         log("server ready; executing")
         status = await self.hub.execute(model, {
             "path": report.path,
@@ -151,13 +153,16 @@ class ReportRunner:
         )
 
     # ------------------------------------------------------------ server lifetime
+    def _lock(self, key) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
     def _use(self, key) -> None:
         self._busy[key] = self._busy.get(key, 0) + 1
         timer = self._warm.pop(key, None)
         if timer is not None:
             timer.cancel()
 
-    async def _release(self, key) -> None:
+    async def _release(self, key, report_id: str) -> None:
         self._busy[key] -= 1
         if self._busy[key]:
             return
@@ -165,19 +170,24 @@ class ReportRunner:
         if self.keep_warm > 0:
             loop = asyncio.get_running_loop()
             self._warm[key] = loop.call_later(
-                self.keep_warm, lambda: asyncio.ensure_future(self._stop(key))
+                self.keep_warm, lambda: asyncio.ensure_future(self._stop(key, report_id))
             )
         else:
-            await self._stop(key)
+            await self._stop(key, report_id)
 
-    async def _stop(self, key) -> None:
+    async def _stop(self, key, report_id: str | None = None) -> None:
+        """Stop a report server no run uses: none of this replica's (checked under the lock
+        its runs take to start it), and none queued or going on another replica."""
         self._warm.pop(key, None)
-        if self._busy.get(key):
-            return
-        try:
-            await self.hub.stop_server(*key)
-        except HubError as e:
-            self.log.warning("stopping report server %s/%s: %s", *key, e)
+        async with self._lock(key):
+            if self._busy.get(key):
+                return
+            if report_id and await self.pool(self.store.active_run, report_id):
+                return
+            try:
+                await self.hub.stop_server(*key)
+            except HubError as e:
+                self.log.warning("stopping report server %s/%s: %s", *key, e)
 
     async def close(self) -> None:
         for timer in self._warm.values():
