@@ -13,6 +13,7 @@ extension app inject the server's session and kernel managers.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -52,7 +53,8 @@ class Execution:
     def __init__(self, path: str, nb: dict, values: dict, mode: str, timeout: float):
         self.id = uuid.uuid4().hex
         self.path, self.mode, self.timeout = path, mode, timeout
-        self.nb = nbformat.from_dict(params.inject(nb, values))
+        # read as a file is read: multi-line sources stored as lists of lines are joined
+        self.nb = nbformat.reads(json.dumps(params.inject(nb, values)), as_version=4)
         self.parameters = {k: str(v) if not isinstance(v, (int, float, str, bool)) else v
                            for k, v in values.items()}
         self.code_cells = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import nbformat
 import pytest
 from civis_test_support import TEST_TOKEN, wait_for
 from report_support import Executor, notebook, outputs, query_cell
@@ -179,3 +180,14 @@ def test_a_saved_notebook_runs_by_path(owner_server):
     assert run["state"] == "done" and outputs(ex.executed(run["id"])) == ["42\n"]
     r = ex.request("POST", json={"path": "missing.ipynb"})
     assert r.status_code == 400 and r.json()["field"] == "body.path"
+
+
+def test_a_notebook_as_stored_on_disk_runs(owner_server):
+    """Sources as lists of lines (how .ipynb files keep them) run as written."""
+    _, server, token = owner_server
+    nb = json.loads(nbformat.writes(notebook("a = 6\nb = 7\nprint(a * b)", parameters="a = 1")))
+    assert isinstance(nb["cells"][1]["source"], list)
+    ex = Executor(server, token)
+    run = ex.run(nb, parameters={"a": 2})
+    assert run["state"] == "done", run
+    assert outputs(ex.executed(run["id"]))[2] == "42\n"
