@@ -53,6 +53,7 @@ lint: setup-test
 bench: setup-test proxy
 	$(BIN)/python bench/spawn.py
 	$(BIN)/python bench/query_cache.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf .demo build dist *.egg-info
