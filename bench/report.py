@@ -35,7 +35,6 @@ from pathlib import Path
 
 import nbformat
 import psycopg
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from civis_service_support import service_config, wait_service  # noqa: E402
@@ -129,7 +128,7 @@ def scheduled(hub, nb, count: int) -> int:
     assert all(r["next_fire"] == fire for r in reports), "the reports straddle a minute; run again"
 
     def finished():
-        runs = [api.call("GET", f"/{r['id']}/runs")["runs"] for api, r in zip(apis, reports)]
+        runs = [api.call("GET", f"/{r['id']}/runs")["runs"] for api, r in zip(apis, reports, strict=True)]
         if all(rs and rs[-1]["status"] not in ("queued", "running") for rs in runs):
             return runs
         return None
