@@ -7,6 +7,7 @@ import uuid
 
 import nbformat
 import psycopg
+from civis_service_support import service_config
 from civis_test_support import HubServer
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -136,3 +137,11 @@ class ReportsAPI:
         r = self.request("GET", f"/{report_id}/runs/{run_id}/notebook")
         assert r.status_code == 200, r.text
         return r.json()["notebook"]
+
+
+def report_hub_config(service_port: int, service_args: list[str]) -> str:
+    return (
+        service_config(service_port, service_args)
+        + "from jupyterhub_civis.service.hubconfig import declare_reports\n"
+        + "declare_reports(c)\n"
+    )

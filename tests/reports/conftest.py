@@ -7,9 +7,9 @@ import uuid
 
 import psycopg
 import pytest
-from civis_service_support import service_config, wait_service
+from civis_service_support import wait_service
 from civis_test_support import HubRun, HubServer, free_port
-from report_support import PG_ADMIN, Warehouse
+from report_support import PG_ADMIN, Warehouse, report_hub_config
 
 
 @pytest.fixture(scope="session")
@@ -22,14 +22,6 @@ def warehouse():
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as c:
             c.execute(f'drop database if exists "{dbname}" with (force)')
-
-
-def report_hub_config(service_port: int, service_args: list[str]) -> str:
-    return (
-        service_config(service_port, service_args)
-        + "from jupyterhub_civis.service.hubconfig import declare_reports\n"
-        + "declare_reports(c)\n"
-    )
 
 
 @pytest.fixture(scope="session")

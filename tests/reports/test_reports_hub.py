@@ -12,8 +12,9 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from civis_test_support import processes_under, wait_for
-from report_support import ReportsAPI, notebook, outputs, query_cell
+from civis_service_support import wait_service
+from civis_test_support import free_port, processes_under, wait_for
+from report_support import ReportsAPI, notebook, outputs, query_cell, report_hub_config
 
 pytestmark = pytest.mark.hub
 
@@ -211,3 +212,25 @@ def test_refresh_on_view_and_audience_refresh(report_hub, people, warehouse):
 
 def rows_after_injection(nb: dict) -> list:
     return json.loads(outputs(nb)[2])
+
+
+def test_keep_warm_reuses_the_report_server_then_stops_it(hub_factory, warehouse):
+
+    port = free_port()
+    args = [f"--data-dir={hub_factory.tmp_path / 'warm-data'}", "--Reports.keep_warm_seconds=20",
+            "--Reports.poll_seconds=1"]
+    hub = hub_factory(report_hub_config(port, args), env={"CIVIS_DEMO_WAREHOUSE_URL": warehouse.url},
+                      name="warm").hub
+    wait_service(f"http://127.0.0.1:{port}/services/civis/")
+    owner = hub.create_user("warm")
+    api = ReportsAPI(hub, hub.user_token(owner))
+    report = api.create(report_notebook(warehouse.table({"west": 1})))
+    server = f"report-{report['id'][:12]}"
+    first = api.wait_final(report["id"], api.refresh(report["id"])["id"])
+    assert first["status"] == "done", first
+    warm = hub.server(owner, server)
+    assert warm and warm["ready"]  # kept warm after the run
+    second = api.wait_final(report["id"], api.refresh(report["id"])["id"])
+    assert second["status"] == "done", second
+    assert hub.server(owner, server)["started"] == warm["started"]  # the same server, reused
+    wait_for(lambda: hub.server(owner, server) is None, timeout=120, message="the warm server stopped")
