@@ -85,7 +85,7 @@ class ExecutionsHandler(_Base):
             if request.timeout is not None and request.timeout > self.app.max_timeout:
                 raise InvalidInput("body.timeout", f"at most {self.app.max_timeout:g} seconds")
             nb = request.notebook if request.notebook is not None else await self._saved(request.path)
-            _check_notebook(nb)
+            params.check_notebook(nb)
             values = params.validate(nb, request.parameters)
             params.injected_source(values)  # proves the injected cell is literals only
         except InvalidInput as e:
@@ -103,17 +103,6 @@ class ExecutionsHandler(_Base):
             raise InvalidInput("body.path", f"no notebook at {path!r}; send it as 'notebook'")
         model = await ensure_async(cm.get(path, content=True, type="notebook"))
         return json.loads(json.dumps(model["content"]))
-
-
-def _check_notebook(nb) -> None:
-    import nbformat
-
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        raise InvalidInput("body.notebook", "must be a notebook (nbformat 4 JSON) with 'cells'")
-    try:
-        nbformat.validate(nbformat.from_dict(nb), version=4)
-    except Exception as e:
-        raise InvalidInput("body.notebook", f"is not a valid nbformat 4 notebook: {str(e)[:300]}") from None
 
 
 class ExecutionHandler(_Base):

@@ -74,6 +74,18 @@ def _literal(node: ast.expr):
     return None
 
 
+def check_notebook(nb, field: str = "body.notebook") -> None:
+    """``InvalidInput`` unless ``nb`` is a valid nbformat 4 notebook."""
+    import nbformat
+
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise InvalidInput(field, "must be a notebook (nbformat 4 JSON) with 'cells'")
+    try:
+        nbformat.validate(nbformat.from_dict(nb), version=4)
+    except Exception as e:
+        raise InvalidInput(field, f"is not a valid nbformat 4 notebook: {str(e)[:300]}") from None
+
+
 def _tags(cell: dict) -> list:
     return (cell.get("metadata") or {}).get("tags") or []
 

@@ -138,6 +138,8 @@ def test_parameters_are_validated_by_the_service(report_hub, people, warehouse):
     r = api.request("POST", json={"path": "x.ipynb", "notebook": report_notebook("t"),
                                   "schedule": {"cron": "every day", "timezone": "UTC"}})
     assert r.status_code == 400 and r.json()["message"].startswith("schedule.cron"), r.text
+    r = api.request("POST", json={"path": "x.ipynb", "notebook": {"cells": [{"cell_type": "evil"}]}})
+    assert r.status_code == 400 and r.json()["message"].startswith("notebook"), r.text
     r = api.request("POST", json={"path": "../x.ipynb", "notebook": report_notebook("t")})
     assert r.status_code == 400 and r.json()["message"].startswith("path"), r.text
     assert len(api.request("GET", f"/{report['id']}/runs").json()["runs"]) == 0

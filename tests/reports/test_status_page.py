@@ -71,6 +71,14 @@ def test_my_queries_lists_report_runs_in_progress(report_hub, owner_server, brow
         row = page.locator(f"#report-runs tr[data-run-id='{run['id']}']")
         assert row.locator("td.title").inner_text() == "Weekly <b>sales</b>"  # text, not markup
         assert row.locator("td.state").inner_text() == "running"
+        # a state change by cookie needs the XSRF token: a bare fetch is refused
+        refused = page.evaluate(
+            "url => fetch(url, {method: 'POST', credentials: 'same-origin', body: '{}'})"
+            ".then(r => r.status)",
+            f"{report_hub.url}/services/civis/api/reports/{report['id']}/runs/{run['id']}/cancel",
+        )
+        assert refused == 403
+        assert api.run(report["id"], run["id"])["status"] == "running"
     finally:
         page.close()
         flag.write_text("go")

@@ -87,6 +87,7 @@ class ReportsHandler(_Base):
     async def post(self):
         user = self.require_user()
         request = self.checked(_parse, policy.ReportRequest, self.request.body)
+        self.checked(params.check_notebook, request.notebook, "notebook")
         self.checked(params.validate, request.notebook, request.parameters)
         settings = self.reports
         report = await self.run(self.checked_create, user, request, settings.default_timeout)
