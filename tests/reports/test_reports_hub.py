@@ -60,8 +60,9 @@ def test_refresh_runs_in_the_owners_server_and_every_run_is_kept(report_hub, peo
     ).json()["results"]
     pinned = {r["id"]: r["pins"] for r in results}
     assert f"report-run:{first['id']}" in pinned[result_id]
-    # the report's server was stopped and removed after the run
-    assert report_hub.server(owner, f"report-{report['id'][:12]}") is None
+    # the report's server is stopped and removed once the run is final
+    wait_for(lambda: report_hub.server(owner, f"report-{report['id'][:12]}") is None,
+             timeout=60, message="the report server removed")
 
     # the data changes: the latest run shows it, the first run still shows the old data
     warehouse.execute(f"update {table} set amount = 10 where region = 'west'")
