@@ -144,6 +144,13 @@ def test_parameters_are_validated_by_the_service(report_hub, people, warehouse):
     r = api.request("POST", json={"path": "../x.ipynb", "notebook": report_notebook("t")})
     assert r.status_code == 400 and r.json()["message"].startswith("path"), r.text
     assert len(api.request("GET", f"/{report['id']}/runs").json()["runs"]) == 0
+    # a notebook with outputs larger than the service's default 1 MiB body is accepted
+    big = report_notebook("t")
+    big["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "x" * (3 << 20)}]
+    assert api.request("POST", json={"path": "big.ipynb", "notebook": big}).status_code == 201
+    r = api.request("POST", data=b"{" + b" " * (65 << 20) + b"}",
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text
 
 
 def test_a_schedule_fires_and_a_killed_runner_fails_its_run(report_hub, people, warehouse, tmp_path):

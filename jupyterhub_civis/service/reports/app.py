@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from traitlets import Float, Type, Unicode, default
+from traitlets import Float, Int, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from jupyterhub_civis import envvars
@@ -34,6 +34,12 @@ class Reports(LoggingConfigurable):
 
     default_timeout = Float(
         3600, help="Seconds a report run may take (server start included) unless its report says."
+    ).tag(config=True)
+
+    max_notebook_bytes = Int(
+        64 << 20,
+        help="""Largest notebook (JSON, outputs included) a report may be created from, in
+        bytes (default 64 MiB); a larger one is refused with 413.""",
     ).tag(config=True)
 
     keep_warm_seconds = Float(

@@ -30,6 +30,7 @@ from jupyterhub_civis.service.reports import policy
 from jupyterhub_civis.service.reports.store import NotFound, report_json, run_json
 
 ID = r"([0-9a-f]{32})"
+DRAIN_BYTES = 64 << 20
 
 
 def _parse(model, body: bytes):
@@ -79,14 +80,46 @@ class _Base(APIHandler):
             raise web.HTTPError(400, str(e)) from None
 
 
+@web.stream_request_body
 class ReportsHandler(_Base):
+    """Notebooks with outputs outgrow the service's 1 MiB default body: this route takes
+    up to ``Reports.max_notebook_bytes`` (a larger declared body is a 413 before it is read)."""
+
+    _chunks: list[bytes]
+    _size = 0
+
+    async def prepare(self):
+        await super().prepare()
+        self._chunks = []
+        if self.request.method == "POST":
+            self.require_user()
+            limit = self.reports.max_notebook_bytes
+            # a body past the limit is read and dropped, then answered 413: the hub's proxy
+            # turns an answer that cuts a body off into a 503
+            self.request.connection.set_max_body_size(limit + DRAIN_BYTES)
+            if int(self.request.headers.get("Content-Length") or 0) > limit + DRAIN_BYTES:
+                raise self.too_large()
+
+    def too_large(self) -> web.HTTPError:
+        limit = self.reports.max_notebook_bytes
+        return web.HTTPError(413, f"a report's notebook may have at most {limit} bytes")
+
+    def data_received(self, chunk):
+        self._size += len(chunk)
+        if self._size <= self.reports.max_notebook_bytes:
+            self._chunks.append(chunk)
+        else:
+            self._chunks = []
+
     async def get(self):
         user = self.require_user()
         self.write_json({"reports": await self.run(self.reports.store.visible, user)})
 
     async def post(self):
         user = self.require_user()
-        request = self.checked(_parse, policy.ReportRequest, self.request.body)
+        if self._size > self.reports.max_notebook_bytes:
+            raise self.too_large()
+        request = self.checked(_parse, policy.ReportRequest, b"".join(self._chunks))
         self.checked(params.check_notebook, request.notebook, "notebook")
         self.checked(params.validate, request.notebook, request.parameters)
         settings = self.reports
