@@ -71,6 +71,7 @@ bench: setup-test proxy labextension
 	$(BIN)/python bench/spawn.py
 	$(BIN)/python bench/query_cache.py
 	$(BIN)/python bench/share.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf .demo build dist *.egg-info

@@ -40,5 +40,7 @@ SERVICE_DB_URL = "CIVIS_SERVICE_DB_URL"
 SERVICE_BLOB_URL = "CIVIS_SERVICE_BLOB_URL"
 #: JSON object of fsspec storage options for the blob URL
 SERVICE_BLOB_OPTIONS = "CIVIS_SERVICE_BLOB_OPTIONS"
+#: where the service reaches users' servers (the hub's proxy) to run reports
+SERVICE_PROXY_URL = "CIVIS_SERVICE_PROXY_URL"
 #: signs the service's browser session; replicas share it
 SERVICE_COOKIE_SECRET = "JUPYTERHUB_CIVIS_COOKIE_SECRET"

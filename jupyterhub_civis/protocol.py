@@ -194,3 +194,36 @@ def handoff_reply(status: int, *, result: dict | None = None, message: str = "")
 
 #: On a Kubernetes pod: the exact image (``repo@sha256:…``) it runs, once pulled.
 IMAGE_DIGEST_ANNOTATION = "jupyterhub-civis/image-digest"
+
+
+# ---------------------------------------------------------------- notebook execution (reports)
+
+#: Where a server runs a notebook for the service (``api/civis/execute`` under its base URL).
+EXECUTE_PATH = "api/civis/execute"
+MAX_EXECUTE_TIMEOUT = 24 * 3600.0
+NotebookPath = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_REF_CHARS, pattern=r"^[^\x00/][^\x00]*\.ipynb$"),
+]
+
+
+class ExecuteRequest(BaseModel):
+    """Body of ``POST api/civis/execute``: run ``notebook`` (or the saved file at ``path``)
+    in this server with ``parameters``; ``path`` also names the notebook its queries pin."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: NotebookPath
+    notebook: dict | None = None
+    parameters: dict[str, Any] = {}
+    #: seconds for the whole run, kernel start included (None: the server's default)
+    timeout: Annotated[float, Field(gt=0, le=MAX_EXECUTE_TIMEOUT)] | None = None
+    #: the mode of the notebook's queries unless a call names one (reports: refresh)
+    mode: Annotated[str, StringConstraints(pattern=r"^(refresh|reproducible)$")] = "refresh"
+
+
+def parse_execute_request(raw: bytes | dict | None) -> ExecuteRequest:
+    request = _validate(ExecuteRequest, raw or b"{}", "body")
+    if any(part in ("", ".", "..") for part in request.path.split("/")):
+        raise InvalidInput("body.path", "must be a relative notebook path without '.' or '..' parts")
+    return request

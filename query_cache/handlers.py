@@ -26,6 +26,7 @@ from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from tornado import web
 
 from jupyterhub_civis.errors import InvalidInput
+from jupyterhub_civis.protocol import EXECUTE_PATH
 from jupyterhub_civis.query_cache.status_page import STATUS_PAGE
 
 AUTH_RESOURCE = "civis_queries"
@@ -210,6 +211,7 @@ class StatusPageHandler(JupyterHandler):
         token = self.xsrf_token
         page = string.Template(STATUS_PAGE).substitute(
             api_url=_js(self.base_url + "civis/queries"),
+            runs_url=_js(self.base_url + EXECUTE_PATH),
             xsrf=_js(token.decode() if isinstance(token, bytes) else token),
             my_queries=_js(self.my_queries_url),
         )

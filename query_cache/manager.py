@@ -87,6 +87,9 @@ class QueryManager:
         self.notebook_pins: dict[str, dict[str, dict]] = {}
         # notebook path -> "analysis" | "report", set from the kernel, saved by the hook
         self.notebook_deliverables: dict[str, str] = {}
+        # notebook path -> mode its queries run in while a run executes it (a report
+        # refreshes), in place of the notebook's own default; a call's mode still wins
+        self.forced_modes: dict[str, str] = {}
 
     # ---------------------------------------------------------------- submit
     async def submit(self, body: Mapping[str, Any]) -> QueryRecord:
@@ -120,8 +123,9 @@ class QueryManager:
             civis["deliverable"] = self.notebook_deliverables[notebook]
             civis.pop("query_mode", None)
             metadata = {**(metadata or {}), "jupyterhub_civis": civis}
+        notebook_mode = self.forced_modes.get(notebook) if notebook else None
         mode = modes.resolve_mode(
-            call_mode, modes.notebook_default_mode(metadata), self.default_mode
+            call_mode, notebook_mode or modes.notebook_default_mode(metadata), self.default_mode
         )
 
         try:

@@ -1,18 +1,20 @@
 """The live status page (HTML + a little JavaScript, no build step).
 
 Kept as a Python string so it ships with the package without package-data
-configuration. ``$api_url``, ``$xsrf`` and ``$my_queries`` are filled by
-``string.Template``. Every request, the list poll included, sends the XSRF
-token as ``X-XSRFToken`` (the ``_xsrf`` cookie's value, else the one the page
-was rendered with): under JupyterHub a single-user server refuses any
-cookie-authenticated fetch without it, GET included.
+configuration. ``$api_url``, ``$runs_url``, ``$xsrf`` and ``$my_queries`` are
+filled by ``string.Template``. Every request, the list polls included, sends the
+XSRF token as ``X-XSRFToken`` (the ``_xsrf`` cookie's value, else the one the
+page was rendered with): under JupyterHub a single-user server refuses any
+cookie-authenticated fetch without it, GET included. Below the queries it lists
+this server's notebook runs (report runs, ``api/civis/execute``) with their
+progress, cell *i* of *n*.
 """
 
 STATUS_PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>Queries — this server</title>
+<title>Queries and runs — this server</title>
 <style>
  body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
  table { border-collapse: collapse; width: 100%; }
@@ -31,7 +33,70 @@ STATUS_PAGE = """<!DOCTYPE html>
  <thead><tr><th>SQL</th><th>State</th><th>Elapsed</th><th>Rows</th><th>Cache</th><th></th></tr></thead>
  <tbody id="queries"><tr><td colspan="6">Loading…</td></tr></tbody>
 </table>
+<section id="runs-section" hidden>
+<h2>Notebook runs on this server</h2>
+<p>Report runs executing here (or recently), with the cell each is at.</p>
+<table>
+ <thead><tr><th>Notebook</th><th>State</th><th>Progress</th><th>Elapsed</th><th></th></tr></thead>
+ <tbody id="runs"></tbody>
+</table>
+</section>
 <script>
+(function () {
+  "use strict";
+  var RUNS = $runs_url;
+  var section = document.getElementById("runs-section");
+  var body = document.getElementById("runs");
+  var FINAL = { done: 1, failed: 1, cancelled: 1, timeout: 1 };
+
+  function cell(row, text, cls) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    row.appendChild(td);
+    return td;
+  }
+
+  function cancel(id, button) {
+    button.disabled = true;
+    fetch(RUNS + "/" + id + "/cancel", {
+      method: "POST", credentials: "same-origin", headers: { "X-XSRFToken": $xsrf }
+    }).then(refresh);
+  }
+
+  function render(runs) {
+    body.textContent = "";
+    runs.forEach(function (r) {
+      var tr = document.createElement("tr");
+      tr.dataset.id = r.id;
+      tr.dataset.state = r.state;
+      cell(tr, r.path, "path");
+      cell(tr, r.state + (r.error && r.state !== "cancelled" ? ": " + r.error.message : ""), "state state-" + r.state);
+      cell(tr, "cell " + r.cell + " of " + r.cells, "progress");
+      cell(tr, r.duration.toFixed(1) + " s", "elapsed");
+      var actions = cell(tr, "", "actions");
+      if (!FINAL[r.state]) {
+        var b = document.createElement("button");
+        b.type = "button";
+        b.textContent = "Cancel";
+        b.addEventListener("click", function () { cancel(r.id, b); });
+        actions.appendChild(b);
+      }
+      body.appendChild(tr);
+    });
+    section.hidden = runs.length === 0;
+  }
+
+  function refresh() {
+    return fetch(RUNS, { credentials: "same-origin", headers: { "X-XSRFToken": $xsrf } })
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(function (data) { render(data.runs); })
+      .catch(function () { section.hidden = true; });  // no execution extension, or not the owner
+  }
+
+  function loop() { refresh().then(function () { setTimeout(loop, 1000); }); }
+  loop();
+})();
 (function () {
   "use strict";
   var API = $api_url;

@@ -16,7 +16,7 @@ Deployment assumptions
 import os
 import sys
 
-from jupyterhub_civis.service.hubconfig import declare_service
+from jupyterhub_civis.service.hubconfig import declare_reports, declare_service
 from jupyterhub_civis.spawner import CivisLocalSpawner
 from jupyterhub_civis.spawner.hub_pages import use_hub_pages
 
@@ -88,6 +88,9 @@ declare_service(
     handoff_socket=handoff if len(handoff) < 100 else None,
     live_shares=True,  # users may share a running server for pair work (share codes)
 )
+# Report links (docs/reports.md): the service starts a named server for a report's
+# owner to run it, so it gets the Hub role that needs (servers, access to them, names).
+declare_reports(c)
 
 # The query cache: a DuckDB demo warehouse as the "default" connection, and one
 # result folder per user shared by that user's servers.

@@ -33,6 +33,7 @@ from jupyterhub_civis.service.handlers.base import NotFoundHandler, log_request
 from jupyterhub_civis.service.handoff import HandoffServer
 from jupyterhub_civis.service.metrics import Metrics
 from jupyterhub_civis.service.pages import STATIC, StaticFiles, make_jinja
+from jupyterhub_civis.service.reports.app import Reports
 from jupyterhub_civis.service.shares.grants import read_result
 from jupyterhub_civis.service.shares.render import RenderCache
 from jupyterhub_civis.service.shares.store import ShareStore
@@ -44,6 +45,8 @@ def _service_url():
 
 
 class CivisService(Application):
+    classes = [Reports]
+
     name = "jupyterhub-civis-service"
     description = "The civis JupyterHub managed service: durable, per-user query result store."
 
@@ -267,6 +270,7 @@ class CivisService(Application):
         )
         self.metrics = Metrics(self.store)
         self.hub_auth = HubOAuth(parent=self, api_url=os.environ.get("JUPYTERHUB_API_URL", ""))
+        self.reports = Reports(parent=self).build(self.store.engine, self.run_in_pool)
 
     def user_budget(self, groups) -> int | None:
         """The byte budget of a user in Hub ``groups`` (None: unlimited)."""
@@ -320,6 +324,7 @@ class CivisService(Application):
             cookie_secret=self.cookie_secret,
             log_function=log_request,
             login_url=self.hub_auth.login_url,
+            reports=self.reports,
         )
 
     # -- maintenance (retention + orphans); idempotent, safe on every replica
@@ -383,9 +388,11 @@ class CivisService(Application):
         self.schedule_maintenance()
         maintenance = PeriodicCallback(self.schedule_maintenance, self.cleanup_interval * 1000)
         maintenance.start()
+        self.reports.start()
         try:
             await stop.wait()
         finally:
+            await self.reports.stop()
             maintenance.stop()
             if handoff is not None:
                 handoff.stop()

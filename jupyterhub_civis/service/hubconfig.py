@@ -164,3 +164,34 @@ def declare_service(
             env.pop(envvars.SERVICE_HANDOFF_SOCKET, None)
         section.environment = env
     return service
+
+
+#: What the report runner needs from the Hub, and nothing else (docs/reports.md)
+REPORT_RUNNER_SCOPES = [
+    "servers",  # start and stop the report owner's named report server
+    "access:servers",  # call that server's api/civis/execute as the civis service
+    "read:users:name",  # check that a report's owner still exists before starting a server
+]
+
+
+def declare_reports(
+    c, name: str = "civis", scopes: list[str] | None = None, proxy_url: str | None = None
+) -> dict:
+    """Give the civis service the Hub role its report runner needs (``REPORT_RUNNER_SCOPES``)
+    and, for a managed service, where it reaches users' servers (``proxy_url``; default
+    the hub's own ``ip``:``port``).
+
+    Call it after ``declare_service``. An operator may narrow the scopes to the users
+    who own reports, e.g. ``scopes=["servers!group=report-owners",
+    "access:servers!group=report-owners", "read:users:name!group=report-owners"]``."""
+    role = {"name": f"{name}-report-runner", "services": [name],
+            "scopes": list(scopes or REPORT_RUNNER_SCOPES)}
+    roles = [r for r in (_get(c.JupyterHub, "load_roles") or []) if r.get("name") != role["name"]]
+    c.JupyterHub.load_roles = [*roles, role]
+    if proxy_url is None:
+        ip = _get(c.JupyterHub, "ip") or "127.0.0.1"
+        proxy_url = f"http://{ip if ip not in ('', '0.0.0.0') else '127.0.0.1'}:{_get(c.JupyterHub, 'port') or 8000}"
+    for service in _get(c.JupyterHub, "services") or []:
+        if service.get("name") == name and "environment" in service:
+            service["environment"][envvars.SERVICE_PROXY_URL] = proxy_url
+    return role

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from jupyterhub_civis.service.handlers import ops, queries, results
 from jupyterhub_civis.service.pages import MenuLink
+from jupyterhub_civis.service.reports import handlers as reports
 from jupyterhub_civis.service.shares import api as shares_api
 from jupyterhub_civis.service.shares import copy as shares_copy
 from jupyterhub_civis.service.shares import pages as shares_pages
 
-# shares' API before results' catch-all "api/.*"; "My queries" first in the menu
-RESOURCES = (ops, shares_api, results, queries, shares_pages, shares_copy)
+# shares' and reports' APIs before results' catch-all "api/.*"; "My queries" first in the menu
+RESOURCES = (ops, shares_api, reports, results, queries, shares_pages, shares_copy)
 
 
 def _under(prefix: str, path: str) -> str:

@@ -18,7 +18,10 @@ class QueriesPage(PageHandler):
     async def get(self):
         owner = self.require_user()
         infos = await self.run(self.store.list, owner)
-        self.render_page("queries.html", results=infos, message=self.get_argument("message", ""))
+        runs = await self.run(self.settings["reports"].store.running, owner)
+        self.render_page(
+            "queries.html", results=infos, runs=runs, message=self.get_argument("message", "")
+        )
 
 
 class DeleteResult(PageHandler):

@@ -1,0 +1,1 @@
+"""Report links: notebooks that refresh themselves (docs/reports.md)."""

@@ -1,0 +1,167 @@
+"""Report rules (pure: no I/O, no clock — callers pass ``now``).
+
+- **Schedules**: a cron expression read in an IANA time zone (``0 7 * * 1-5`` in
+  ``Europe/Paris`` fires at 07:00 Paris time on weekdays, across daylight-saving
+  changes). ``next_fire`` is the first fire strictly after a moment.
+- **Catch-up**: fires missed while no replica was running (service down, hub
+  down) collapse into ONE run as soon as a replica is back; the next fire is
+  then the first one after that moment. A report never runs a burst of old fires.
+- **Who may do what**: the owner everything; a viewer (the audience) reads the
+  latest successful run and the history's summary; refreshes on demand only
+  when ``on_demand == "audience"``. Anyone else: "not found" (404), exactly
+  as for a report that does not exist. Errors, logs and cancel: owner only.
+- **Refresh on view**: a view of a report whose latest successful run is older
+  than ``refresh_after`` seconds (and with no run going) starts one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from jupyterhub_civis.errors import InvalidInput
+
+OWNER, AUDIENCE = "owner", "audience"
+EVERYONE = "*"
+NOT_FOUND = "report not found"
+ACTIVE = ("queued", "running")
+FINAL = ("done", "failed", "cancelled", "timeout")
+MAX_VIEWERS = 1000
+
+UserName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput("schedule.timezone", f"unknown time zone {name!r} (e.g. 'Europe/Paris')") from None
+    return name
+
+
+def check_cron(expression: str) -> str:
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        raise InvalidInput(
+            "schedule.cron", f"{expression!r} is not a 5-field cron expression (e.g. '0 7 * * 1-5')"
+        )
+    return expression
+
+
+def next_fire(cron: str, timezone: str, after: float) -> float:
+    """The first fire of ``cron`` in ``timezone`` strictly after ``after`` (epoch seconds)."""
+    start = datetime.datetime.fromtimestamp(after, ZoneInfo(timezone))
+    return croniter(cron, start).get_next(float)
+
+
+def due(next_fire_at: float | None, now: float) -> bool:
+    return next_fire_at is not None and next_fire_at <= now
+
+
+def after_fire(cron: str, timezone: str, now: float) -> float:
+    """Where ``next_fire`` goes once a fire at or before ``now`` is claimed (catch-up: one run
+    for any number of missed fires)."""
+    return next_fire(cron, timezone, now)
+
+
+# ---------------------------------------------------------------- permissions
+
+
+def is_viewer(viewers: list[str], user: str | None) -> bool:
+    return user is not None and (EVERYONE in viewers or user in viewers)
+
+
+def may_view(owner: str, viewers: list[str], user: str | None) -> bool:
+    return user is not None and (user == owner or is_viewer(viewers, user))
+
+
+def may_refresh(owner: str, viewers: list[str], on_demand: str, user: str | None) -> bool:
+    if user is not None and user == owner:
+        return True
+    return on_demand == AUDIENCE and is_viewer(viewers, user)
+
+
+def may_manage(owner: str, user: str | None) -> bool:
+    """Cancel, delete, read errors and logs: the owner."""
+    return user is not None and user == owner
+
+
+def refresh_on_view(refresh_after: float | None, latest_finished: float | None,
+                    active: bool, now: float) -> bool:
+    if refresh_after is None or active:
+        return False
+    return latest_finished is None or now - latest_finished > refresh_after
+
+
+# ---------------------------------------------------------------- requests
+
+
+class Schedule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cron: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
+
+
+class ReportRequest(BaseModel):
+    """Body of ``POST api/reports``: a notebook and how it refreshes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00/][^\x00]*\.ipynb$")]
+    notebook: dict
+    title: Annotated[str, StringConstraints(max_length=255)] = ""
+    #: the user_options a report server starts with (the notebook's recorded environment)
+    environment: dict[str, Any] = {}
+    parameters: dict[str, Any] = {}
+    viewers: Annotated[list[UserName], Field(max_length=MAX_VIEWERS)] = []
+    schedule: Schedule | None = None
+    on_demand: Annotated[str, StringConstraints(pattern=r"^(owner|audience)$")] = OWNER
+    refresh_after: Annotated[float, Field(gt=0, le=366 * 86400)] | None = None
+    timeout: Annotated[float, Field(gt=0, le=24 * 3600)] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, path):
+        if any(part in ("", ".", "..") for part in path.split("/")):
+            raise ValueError("must be a relative notebook path without '.' or '..' parts")
+        return path
+
+
+class RunRequest(BaseModel):
+    """Body of ``POST api/reports/<id>/runs``: parameter values for this run (optional)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    parameters: dict[str, Any] | None = None
+
+
+def recorded_environment(request: ReportRequest) -> dict:
+    """What a report server starts with: the request's, else the notebook's recorded one."""
+    if request.environment:
+        return dict(request.environment)
+    recorded = ((request.notebook.get("metadata") or {}).get("jupyterhub_civis") or {}).get(
+        "environment"
+    ) or {}
+    name = recorded.get("name") if isinstance(recorded, dict) else None
+    options: dict[str, Any] = {"environment": name} if isinstance(name, str) and name else {}
+    packages = recorded.get("packages") if isinstance(recorded, dict) else None
+    if isinstance(packages, list) and packages:
+        options["packages"] = [p for p in packages if isinstance(p, str)]
+    return options
+
+
+def server_name(report_id: str) -> str:
+    """The owner's named server a report runs in (one per report; removed after runs)."""
+    return f"report-{report_id[:12]}"
+
+
+def loads(raw: str | None, default):
+    try:
+        return json.loads(raw) if raw else default
+    except ValueError:
+        return default
