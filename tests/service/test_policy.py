@@ -57,7 +57,10 @@ def test_declare_service_least_privilege_and_idempotent():
         "read:users:groups!user",
     ]
     assert c.JupyterHub.template_paths[-1].endswith("service/hub_templates")
-    assert civis["info"] == {"display_name": "My queries"}
+    assert civis["info"] == {
+        "display_name": "My queries",
+        "pages": [["Shared by me", "shares/mine"], ["Shared with me", "shares/with-me"]],
+    }
     assert c.Spawner.environment["CIVIS_SERVICE_URL"] == "http://127.0.0.1:2222/services/civis/"
 
 
