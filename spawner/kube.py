@@ -27,59 +27,51 @@ Requires the ``kubernetes`` extra: ``pip install jupyterhub-civis[kubernetes]``.
 from __future__ import annotations
 
 import copy
-import shlex
 import time
 from functools import partial
 
 from jupyterhub.utils import exponential_backoff, maybe_future
-from kubernetes_asyncio.client import models as k8s
 from kubespawner import KubeSpawner
-from prometheus_client import Histogram
 from traitlets import Bool, Dict, Enum, List, Unicode
 from traitlets.config import Config
 
 from jupyterhub_civis import envvars
-from jupyterhub_civis.protocol import IMAGE_DIGEST_ANNOTATION
 from jupyterhub_civis.spawner.base import CivisSpawner, SpawnRejected
-from jupyterhub_civis.spawner.catalog import Catalog, CatalogError
-from jupyterhub_civis.spawner.kube_config import default_environment, settings_view
+from jupyterhub_civis.spawner.catalog import Catalog
+from jupyterhub_civis.spawner.kube_config import (
+    check_kube_config,
+    default_environment,
+    settings_view,
+)
+from jupyterhub_civis.spawner.kube_pod import (
+    ANNOTATION_ENVIRONMENT,
+    ANNOTATION_IMAGE_DIGEST,
+    ANNOTATION_IMAGE_ID,
+    PACKAGES_INIT_CONTAINER,
+    PACKAGES_VOLUME,
+    PODINFO_VOLUME,
+    SPAWN_PHASE_SECONDS,
+    add_packages_init_container,
+    add_podinfo_volume,
+    image_record,
+    observe_phases,
+)
 from jupyterhub_civis.spawner.kube_policy import (
     MUTABLE_TAGS,
     POD_SETTING_KINDS,
     STORAGE_POLICIES,
-    check_pod_settings,
     describe_event,
-    digest_reference,
-    image_id_from_pod,
     is_pinned,
     merge_value,
     mutable_image_warnings,
-    phase_durations,
     pull_policy_for,
     storage_plan,
 )
 from jupyterhub_civis.spawner.profiles import environments_from_profiles
 from jupyterhub_civis.spawner.requirements import environment_id
 
-#: Annotation keys on every pod this spawner makes.
-ANNOTATION_ENVIRONMENT = "jupyterhub-civis/environment"
-ANNOTATION_IMAGE_ID = "jupyterhub-civis/image-id"
-ANNOTATION_IMAGE_DIGEST = IMAGE_DIGEST_ANNOTATION
-
-PACKAGES_INIT_CONTAINER = "civis-packages"
-PODINFO_VOLUME = "civis-podinfo"
-PACKAGES_VOLUME = "civis-packages"
-
-SPAWN_PHASE_SECONDS = Histogram(
-    "civis_spawn_phase_duration_seconds",
-    "Seconds each phase of starting a server took on Kubernetes, per catalog environment. "
-    "Phases: environment (choosing/preparing the environment on the hub), scheduling "
-    "(pod created to assigned to a node), image_pull (the kubelet's pull time; 0 when "
-    "the image was on the node), container_start (scheduled to container running), "
-    "total (start requested to server running).",
-    ["environment", "phase"],
-    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, float("inf")),
-)
+__all__ = ["ANNOTATION_ENVIRONMENT", "ANNOTATION_IMAGE_DIGEST", "ANNOTATION_IMAGE_ID", "CivisKubeSpawner", "PACKAGES_INIT_CONTAINER", "PACKAGES_VOLUME", "PODINFO_VOLUME",
+           "SPAWN_PHASE_SECONDS"]
 
 #: Traits this spawner sets per start; their configured values are restored first,
 #: so one environment's settings never leak into the next start of the same server.
@@ -243,26 +235,7 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
     @classmethod
     def check_config(cls, config) -> Catalog:
         """Validate the catalog and the Kubernetes settings; log mutable-tag warnings."""
-        import logging
-
-        catalog = cls.settings_view(config).catalog
-        own = config.get(cls.__name__, {})
-        check_pod_settings(dict(own.get("environment_pod_settings", {})), set(catalog.names()))
-        if own.get("extra_packages", "reject") == "reject":
-            with_packages = [env.name for env in catalog.environments if env.packages]
-            if with_packages:
-                raise CatalogError(
-                    f"CivisSpawner.environments {with_packages}: catalog packages need "
-                    'c.CivisKubeSpawner.extra_packages = "install-on-start" on Kubernetes, '
-                    "or an image that already has them"
-                )
-        tags = own.get("mutable_image_tags", sorted(MUTABLE_TAGS))
-        log = logging.getLogger("JupyterHub")
-        for warning in mutable_image_warnings(
-            [(env.name, env.image) for env in catalog.environments], frozenset(tags)
-        ):
-            log.warning("CivisKubeSpawner: %s", warning)
-        return catalog
+        return check_kube_config(config, cls.__name__)
 
     def image_warnings(self, catalog: Catalog) -> list[str]:
         return mutable_image_warnings(
@@ -410,65 +383,12 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
             annotations[ANNOTATION_ENVIRONMENT] = record["name"]
         notebook = next(c for c in pod.spec.containers if c.name == "notebook")
         if self.podinfo_mount_path:
-            pod.spec.volumes = list(pod.spec.volumes or []) + [
-                k8s.V1Volume(
-                    name=PODINFO_VOLUME,
-                    downward_api=k8s.V1DownwardAPIVolumeSource(
-                        items=[
-                            k8s.V1DownwardAPIVolumeFile(
-                                path="annotations",
-                                field_ref=k8s.V1ObjectFieldSelector(field_path="metadata.annotations"),
-                            ),
-                            k8s.V1DownwardAPIVolumeFile(
-                                path="labels",
-                                field_ref=k8s.V1ObjectFieldSelector(field_path="metadata.labels"),
-                            ),
-                        ]
-                    ),
-                )
-            ]
-            notebook.volume_mounts = list(notebook.volume_mounts or []) + [
-                k8s.V1VolumeMount(name=PODINFO_VOLUME, mount_path=self.podinfo_mount_path, read_only=True)
-            ]
+            add_podinfo_volume(pod, notebook, self.podinfo_mount_path)
         if getattr(self, "_packages", ()):
-            self._add_packages_init_container(pod, notebook)
+            add_packages_init_container(
+                pod, notebook, self._packages, self._packages_target(), self.packages_dir
+            )
         return pod
-
-    def _add_packages_init_container(self, pod, notebook):
-        target = self._packages_target()
-        mounts = list(notebook.volume_mounts or [])
-        covered = any(
-            target == m.mount_path or target.startswith(m.mount_path.rstrip("/") + "/")
-            for m in mounts
-            if m.name != PODINFO_VOLUME
-        )
-        if not covered:
-            pod.spec.volumes = list(pod.spec.volumes or []) + [
-                k8s.V1Volume(name=PACKAGES_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource())
-            ]
-            mount = k8s.V1VolumeMount(name=PACKAGES_VOLUME, mount_path=self.packages_dir)
-            notebook.volume_mounts = mounts + [mount]
-            mounts = mounts + [mount]
-        requirements = " ".join(shlex.quote(p) for p in self._packages)
-        tmp = shlex.quote(target + ".partial")
-        script = (
-            "set -e\n"
-            f"if [ -f {shlex.quote(target)}/.complete ]; then echo 'packages already installed'; exit 0; fi\n"
-            f"rm -rf {tmp} && mkdir -p {tmp}\n"
-            f"python3 -m pip install --no-cache-dir --disable-pip-version-check --target {tmp} -- {requirements}\n"
-            f"touch {tmp}/.complete && rm -rf {shlex.quote(target)} && mv {tmp} {shlex.quote(target)}\n"
-        )
-        init = k8s.V1Container(
-            name=PACKAGES_INIT_CONTAINER,
-            image=notebook.image,
-            image_pull_policy=notebook.image_pull_policy,
-            command=["sh", "-c", script],
-            volume_mounts=[m for m in mounts if m.name != PODINFO_VOLUME],
-            security_context=notebook.security_context,
-            resources=notebook.resources,
-            env=[e for e in (notebook.env or []) if e.name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT")],
-        )
-        pod.spec.init_containers = list(pod.spec.init_containers or []) + [init]
 
     async def delete_forever(self):
         """Removing a named server deletes its claim under ``storage_policy = "per-server"``.
@@ -501,32 +421,14 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
         return url
 
     async def _after_running(self, total_seconds: float) -> None:
-        record = dict(self.environment_record or {})
-        environment = record.get("name") or "unknown"
         pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None
-        durations = phase_durations(pod or {}, self.events)
-        if self._environment_seconds is not None:
-            durations["environment"] = self._environment_seconds
-        durations["total"] = total_seconds
-        for phase, seconds in durations.items():
-            SPAWN_PHASE_SECONDS.labels(environment=environment, phase=phase).observe(seconds)
-        self.log.info(
-            "%s started in %.1f s (%s)", self._log_name, total_seconds,
-            ", ".join(f"{k} {v:.1f} s" for k, v in sorted(durations.items())),
-        )
+        observe_phases(self, pod, total_seconds)
         if not (self.record_image_digest and pod):
             return
-        image_id = image_id_from_pod(pod)
-        digest = digest_reference(record.get("image") or self.image, image_id)
-        if not image_id:
+        record, annotations = image_record(self.environment_record, self.image, pod)
+        if not annotations:
             return
-        record["image_id"] = image_id
-        if digest:
-            record["image_digest"] = digest
         self.environment_record = record
-        annotations = {ANNOTATION_IMAGE_ID: image_id}
-        if digest:
-            annotations[ANNOTATION_IMAGE_DIGEST] = digest
         await self.api.patch_namespaced_pod(
             name=self.pod_name,
             namespace=self.namespace,
