@@ -7,17 +7,16 @@ import json
 
 import pytest
 import requests
+from civis_test_support import TEST_TOKEN, wait_for
 from docker_support import (
     BASE_IMAGE,
     REGISTRY,
     builds,
+    escaped,
     exec_in,
     registry_has,
-    escaped,
     user_containers,
 )
-
-from civis_test_support import TEST_TOKEN, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 
@@ -147,11 +146,14 @@ def test_hostile_options_refused_before_any_build(docker_hub, docker_api, option
 
 
 def test_hub_restart_keeps_containers_and_their_files(tmp_path, docker_api):
+    from civis_test_support import HubRun, free_port
     from docker_support import DOCKER_CONFIG, remove_user_objects
 
-    from civis_test_support import HubRun
-
-    run = HubRun(tmp_path / "hub", DOCKER_CONFIG + "\nc.JupyterHub.cleanup_servers = False\n")
+    # running servers keep talking to the hub's API where it was: same port after the restart
+    run = HubRun(
+        tmp_path / "hub",
+        DOCKER_CONFIG + f"\nc.JupyterHub.cleanup_servers = False\nc.JupyterHub.hub_port = {free_port()}\n",
+    )
     hub = run.start()
     user = hub.create_user("restart")
     try:
@@ -165,13 +167,15 @@ def test_hub_restart_keeps_containers_and_their_files(tmp_path, docker_api):
         assert docker_api.inspect_container(before["Id"])["State"]["Running"]
         hub = run.start()
         assert hub.server(user, "keep")["ready"]
+        url = f"{hub.url}/user/{user}/keep/api/contents/kept.txt"  # the proxy's new port
         wait_for(lambda: requests.get(url, headers=AUTH, timeout=10).status_code == 200,
                  timeout=60, message="the server through the restarted hub")
         assert requests.get(url, headers=AUTH, timeout=10).json()["content"] == "still here"
         assert container_of(docker_api, user, "keep")["Id"] == before["Id"]
         # a stop removes the container; the next start finds the files in the volume
         hub.stop(user, "keep")
-        assert not user_containers(docker_api, user)
+        wait_for(lambda: not user_containers(docker_api, user), timeout=60,
+                 message="the stopped server's container to be removed")
         hub.start_and_wait(user, "keep", {"environment": "base"})
         assert requests.get(url, headers=AUTH, timeout=10).json()["content"] == "still here"
     finally:
