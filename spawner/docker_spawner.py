@@ -29,7 +29,7 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Bool, Type, Unicode, default
 
-from jupyterhub_civis.spawner.base import CivisSpawner, EnvironmentUnavailable
+from jupyterhub_civis.spawner.base import CivisSpawner
 from jupyterhub_civis.spawner.catalog import Catalog, CatalogError
 from jupyterhub_civis.spawner.docker_builder import DockerImageBuilder
 from jupyterhub_civis.spawner.docker_policy import (
@@ -38,7 +38,8 @@ from jupyterhub_civis.spawner.docker_policy import (
     settings_problems,
 )
 from jupyterhub_civis.spawner.docker_prepull import catalog_fingerprint, schedule_prepull
-from jupyterhub_civis.spawner.image_builder import ImageBuilder, ImageBuildError, shared_builder
+from jupyterhub_civis.spawner.environment_images import image_with_packages
+from jupyterhub_civis.spawner.image_builder import ImageBuilder, shared_builder
 from jupyterhub_civis.spawner.requirements import environment_id
 
 
@@ -168,15 +169,7 @@ class CivisDockerSpawner(CivisSpawner, DockerSpawner):
             "extra_packages": list(selection.packages),
         }
         if packages:
-            emit(f"Preparing the image with {', '.join(packages)}", 10)
-            try:
-                built = await self.builder.ensure(base, packages, on_line=emit)
-            except ImageBuildError as e:
-                raise EnvironmentUnavailable(
-                    str(e), detail=e.log[-4000:], bad_request=e.user_error
-                ) from None
-            if not built.built:
-                emit(f"Image {built.tag} is in the registry (built before)", 40)
+            built = await image_with_packages(self.builder, base, packages, emit)
             record.update(image=built.tag, base_image=base, image_digest=built.pinned)
         record["id"] = record["image"].rsplit(":", 1)[-1] if packages else environment_id(base, ())
         self._accepted_image = selection.image

@@ -38,11 +38,14 @@ from traitlets.config import Config
 from jupyterhub_civis import envvars
 from jupyterhub_civis.spawner.base import CivisSpawner, SpawnRejected
 from jupyterhub_civis.spawner.catalog import Catalog
+from jupyterhub_civis.spawner.environment_images import image_with_packages
+from jupyterhub_civis.spawner.image_builder import shared_builder
 from jupyterhub_civis.spawner.kube_config import (
     check_kube_config,
     default_environment,
     settings_view,
 )
+from jupyterhub_civis.spawner.kube_packages import KubePackages
 from jupyterhub_civis.spawner.kube_pod import (
     ANNOTATION_ENVIRONMENT,
     ANNOTATION_IMAGE_DIGEST,
@@ -79,7 +82,7 @@ _PER_START_TRAITS = ("image", "image_pull_policy", "cpu_limit", "cpu_guarantee",
                      "mem_guarantee", *POD_SETTING_KINDS)
 
 
-class CivisKubeSpawner(CivisSpawner, KubeSpawner):
+class CivisKubeSpawner(CivisSpawner, KubePackages, KubeSpawner):
     """Named servers as Kubernetes pods, one image per environment (z2jh compatible)."""
 
     requires_image = True
@@ -153,39 +156,6 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
         such a tag, or with no tag, keep ``image_pull_policy`` as configured
         and cause a warning at hub start; every other tag, and every
         ``image@sha256:…`` reference, is pulled ``IfNotPresent``.
-        """,
-    )
-
-    extra_packages = Enum(
-        ["reject", "install-on-start"],
-        default_value="reject",
-        config=True,
-        help="""
-        What to do with extra packages (a user's ``packages`` option or a
-        catalog entry's ``packages``) on Kubernetes, where images are not
-        built yet.
-
-        - ``"reject"`` (default): refuse the spawn with a message naming the
-          packages and telling the user to pick an environment whose image has
-          them. Catalog entries with ``packages`` are a configuration error.
-        - ``"install-on-start"``: an init container running the environment's
-          image installs them with ``pip install --target`` into
-          ``packages_dir/<content id>``, which is added to ``PYTHONPATH`` of
-          the server and its kernels. The folder is reused by the next start
-          with the same image and packages when ``packages_dir`` is on
-          persistent storage (the default is under the home volume). Needs
-          pip in the image and network access to the package index from pods.
-        """,
-    )
-
-    packages_dir = Unicode(
-        "/home/jovyan/.civis/packages",
-        config=True,
-        help="""
-        Folder in the pod where ``extra_packages = "install-on-start"`` puts
-        installed packages, one subfolder per image + package set. Put it on
-        the home volume to reuse installs across restarts; if no volume mount
-        covers it, an emptyDir volume is added (installed on every start).
         """,
     )
 
@@ -333,32 +303,41 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
             self.image if environment.source == "profile_list" else environment.image
         )
         packages = tuple(sorted(set(environment.packages) | set(selection.packages)))
-        if packages and self.extra_packages == "reject":
+        built = None
+        if packages and self.image_builder:
+            built = await image_with_packages(
+                shared_builder(self.builder_class, self.config, self.log), image, packages, emit
+            )
+        elif packages and self.extra_packages == "reject":
             raise SpawnRejected(
                 f"packages: this hub runs servers on Kubernetes from prebuilt images and does "
                 f"not add packages ({', '.join(packages)}); choose an environment whose image "
                 "has them, or ask your hub administrator for one"
             )
+        base_image, image = image, (built.pinned if built else image)
         self.image = image
         self.image_pull_policy = pull_policy_for(
             image, self.image_pull_policy, frozenset(self.mutable_image_tags)
         )
-        self._packages = packages
+        self._packages = () if built else packages  # built: in the image, no init container
         if is_pinned(image, frozenset(self.mutable_image_tags)):
             emit(f"Using image {image}", 10)
         else:
             emit(f"Using image {image} (a mutable tag: the exact version is recorded once it runs)", 10)
-        if packages:
+        if self._packages:
             emit(f"Packages {', '.join(packages)} will be installed when the pod starts", 12)
         self._environment_seconds = time.monotonic() - started
         self._choice_applied = True
-        return {
+        record = {
             "name": environment.name,
-            "id": environment_id(image, packages),
+            "id": built.tag.rsplit(":", 1)[-1] if built else environment_id(image, packages),
             "image": image,
             "packages": list(packages),
             "extra_packages": list(selection.packages),
         }
+        if built:
+            record.update(base_image=base_image, image_digest=built.pinned)
+        return record
 
     # ----- the pod ---------------------------------------------------------------------
 
