@@ -1,6 +1,8 @@
 """A kubelet for the Kubernetes emulator that runs each pod's ``notebook`` container in
 the real Docker engine, from the pod's own image (tests/kube's Kubelet runs local
-processes instead). Init containers are recorded, never run: a test asserts there are none."""
+processes instead). Init containers run first, in order, each to completion; a pod's
+emptyDir volumes are Docker volumes owned by the notebook user (what a kubelet's fsGroup
+handling does), mounted where the pod's containers mount them."""
 
 from __future__ import annotations
 
@@ -33,13 +35,10 @@ class DockerKubelet(Kubelet):
         ):
             self.client.pull(repository, reference or None)
         self._event(pod, "Pulled", f'Successfully pulled image "{image}"')
-        env = {e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}
-        argv = list(container.get("command") or []) + list(container.get("args") or [])
-        created = self.client.create_container(
-            image, command=argv or None, environment=env, user="1000",
-            labels={"civis-test-kubelet": name},
-            host_config=self.client.create_host_config(cap_drop=["ALL"]),
-        )
+        volumes = self._volumes(pod)
+        for init in self.init_containers[name]:
+            self._run_to_completion(name, init, volumes)
+        created = self._create(name, container, volumes)
         self.processes[name] = created["Id"]
         self.client.start(created["Id"])
         self._event(pod, "Started", "Started container notebook")
@@ -71,9 +70,51 @@ class DockerKubelet(Kubelet):
             }],
         }})
 
+    def _volumes(self, pod: dict) -> dict[str, str]:
+        """Pod volume name -> Docker volume, for the pod's emptyDir volumes."""
+        found = {}
+        for volume in pod["spec"].get("volumes") or []:
+            if "emptyDir" in volume:
+                docker_name = f"kubelet-{pod['metadata']['uid'][:12]}-{volume['name']}"
+                self.client.create_volume(docker_name, labels={"civis-test-kubelet": "1"})
+                chown = self.client.create_container(
+                    "civis-nb-root:bookworm", ["chown", "1000:1000", "/v"], user="0",
+                    host_config=self.client.create_host_config(binds=[f"{docker_name}:/v"]))
+                self.client.start(chown["Id"])
+                self.client.wait(chown["Id"])
+                self.client.remove_container(chown["Id"])
+                found[volume["name"]] = docker_name
+        return found
+
+    def _create(self, name: str, container: dict, volumes: dict) -> dict:
+        env = {e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}
+        argv = list(container.get("command") or []) + list(container.get("args") or [])
+        binds = [f"{volumes[m['name']]}:{m['mountPath']}" for m in container.get("volumeMounts") or []
+                 if m["name"] in volumes]
+        return self.client.create_container(
+            container["image"], command=argv or None, environment=env, user="1000",
+            labels={"civis-test-kubelet": name},
+            host_config=self.client.create_host_config(cap_drop=["ALL"], binds=binds, network_mode="host"
+                                                       if container["name"] != "notebook" else None),
+        )
+
+    def _run_to_completion(self, name: str, container: dict, volumes: dict) -> None:
+        created = self._create(name, container, volumes)
+        try:
+            self.client.start(created["Id"])
+            code = self.client.wait(created["Id"])["StatusCode"]
+            if code != 0:
+                logs = self.client.logs(created["Id"]).decode(errors="replace")
+                raise RuntimeError(f"init container {container['name']} exited {code}: {logs[-2000:]}")
+        finally:
+            self.client.remove_container(created["Id"], force=True)
+
     def _kill(self, name: str):
         cid = self.processes.pop(name)
         try:
+            volumes = [m["Name"] for m in self.client.inspect_container(cid)["Mounts"] if m["Type"] == "volume"]
             self.client.remove_container(cid, force=True)
+            for volume in volumes:
+                self.client.remove_volume(volume, force=True)
         except Exception:  # already gone
             pass

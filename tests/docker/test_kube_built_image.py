@@ -9,41 +9,11 @@ import pytest
 import requests
 from civis_test_support import TEST_TOKEN, start_hub, stop_hub
 from docker_kubelet import DockerKubelet
-from docker_support import BASE_IMAGE, REGISTRY, exec_in
+from docker_support import KUBE_NAMESPACE as NAMESPACE
+from docker_support import REGISTRY, exec_in, kube_config
 from kube_cluster import ApiServer
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
-
-NAMESPACE = "civis-built"
-
-
-def kube_config(packages_mode: str = "builder") -> str:
-    catalog = [
-        {"name": "base", "display_name": "Base", "image": BASE_IMAGE, "default": True},
-        {"name": "tabulate", "display_name": "Base + tabulate", "image": BASE_IMAGE,
-         "packages": ["tabulate==0.9.0"]},
-    ]
-    packages = (
-        "c.CivisKubeSpawner.image_builder = True\n"
-        if packages_mode == "builder"
-        else 'c.CivisKubeSpawner.extra_packages = "install-on-start"\n'
-    )
-    return f"""
-import docker as _docker
-_gateway = _docker.APIClient(version="auto").inspect_network("bridge")["IPAM"]["Config"][0]["Gateway"]
-c.JupyterHub.spawner_class = "civis-kube"
-c.JupyterHub.hub_ip = _gateway
-c.JupyterHub.hub_connect_ip = _gateway
-c.Spawner.default_url = ""
-c.KubeSpawner.namespace = {NAMESPACE!r}
-c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
-c.KubeSpawner.k8s_api_request_timeout = 10
-c.KubeSpawner.start_timeout = 300
-c.CivisSpawner.environments = {catalog!r}
-c.DockerImageBuilder.registry = {REGISTRY!r}
-c.DockerImageBuilder.network_mode = "host"
-{packages}"""
-
 
 @pytest.fixture
 def kube_cluster(tmp_path, docker_api, monkeypatch):
