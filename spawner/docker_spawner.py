@@ -123,6 +123,13 @@ class CivisDockerSpawner(CivisSpawner, DockerSpawner):
     def _default_volumes(self):
         return {self.volume_name_template: self.home_mount_path}
 
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        # the proxy reaches the container's own address on the bridge: no port published
+        # on the host, and a TCP connect means the server listens (a published port is
+        # accepted by Docker's proxy before the server is up, defeating the ready check)
+        return True
+
     @default("pull_policy")
     def _default_pull_policy(self):
         return "ifnotpresent"
