@@ -26,8 +26,10 @@ from __future__ import annotations
 
 from docker.errors import NotFound
 from dockerspawner import DockerSpawner
+from jupyterhub.utils import maybe_future
 from tornado import web
 from traitlets import Bool, Type, Unicode, default
+from traitlets.utils.importstring import import_item
 
 from jupyterhub_civis.spawner.base import CivisSpawner
 from jupyterhub_civis.spawner.catalog import Catalog, CatalogError
@@ -145,15 +147,18 @@ class CivisDockerSpawner(CivisSpawner, DockerSpawner):
         """Validate the catalog and the container settings; start pre-pulling the catalog."""
         catalog = super().check_config(config)
         own = {**config.get("DockerSpawner", {}), **config.get(cls.__name__, {})}
+        host_config = own.get("extra_host_config", {})
         problems = settings_problems(
             user=own.get("container_user", "1000"),
-            extra_host_config=own.get("extra_host_config", {}) if isinstance(own.get("extra_host_config", {}), dict) else {},
+            extra_host_config=host_config if isinstance(host_config, dict) else {},
             network_name=own.get("network_name", "bridge"),
         )
         if problems:
             raise CatalogError(f"{cls.__name__}: " + "; ".join(problems))
         if own.get("prepull", True):
             builder_class = own.get("builder_class", DockerImageBuilder)
+            if isinstance(builder_class, str):
+                builder_class = import_item(builder_class)
             schedule_prepull(catalog, shared_builder(builder_class, config))
         return catalog
 
@@ -206,6 +211,16 @@ class CivisDockerSpawner(CivisSpawner, DockerSpawner):
                 kwargs, user=self.container_user, allow_host_mounts=self.allow_host_mounts
             )
         return super().docker(method, *args, **kwargs)
+
+    async def delete_forever(self):
+        """Removing a named server deletes its volume, and the files in it, too."""
+        await maybe_future(super().delete_forever())
+        name = self.format_volume_name(self.volume_name_template, self)
+        try:
+            await self.docker("remove_volume", name)
+            self.log.info("Removed the volume %s of %s", name, self._log_name)
+        except NotFound:
+            pass
 
     def get_env(self):
         env = super().get_env()

@@ -178,6 +178,43 @@ def test_hub_restart_keeps_containers_and_their_files(tmp_path, docker_api):
                  message="the stopped server's container to be removed")
         hub.start_and_wait(user, "keep", {"environment": "base"})
         assert requests.get(url, headers=AUTH, timeout=10).json()["content"] == "still here"
+        volume = container_of(docker_api, user, "keep")["Mounts"][0]["Name"]
+        # removing the server removes its files: no orphaned volume
+        hub.stop(user, "keep", remove=True)
+        wait_for(lambda: volume not in [v["Name"] for v in docker_api.volumes()["Volumes"] or []],
+                 timeout=60, message="the removed server's volume to go")
     finally:
         run.stop() if run.hub.process.poll() is None else None
         remove_user_objects(docker_api, user)
+
+
+def test_catalog_images_are_prepulled_at_hub_start(tmp_path, docker_api):
+    """check_config at the end of the config starts pulling and building the catalog's
+    images: the hub builds a catalog environment's image with no spawn asking for it."""
+    from civis_test_support import HubRun
+    from docker_support import DOCKER_CONFIG
+
+    packages = ["tabulate==0.8.9"]
+    config = DOCKER_CONFIG + f"""
+c.CivisSpawner.environments = c.CivisSpawner.environments + [
+    {{"name": "prepulled", "image": {BASE_IMAGE!r}, "packages": {packages!r}}}]
+from jupyterhub_civis.spawner.docker_spawner import CivisDockerSpawner
+CivisDockerSpawner.check_config(c)
+"""
+    from jupyterhub_civis.spawner.docker_builder import DockerImageBuilder
+    from jupyterhub_civis.spawner.image_builder import image_tag
+
+    base_ref = f"{BASE_IMAGE.rsplit(':', 1)[0]}@" + docker_api.inspect_distribution(BASE_IMAGE)["Descriptor"]["digest"]
+    tag = image_tag(REGISTRY, DockerImageBuilder().image_prefix, base_ref, packages)
+    if registry_has(tag):  # an earlier run built it: forget it so this hub must build it
+        digest = docker_api.inspect_distribution(tag)["Descriptor"]["digest"]
+        repository = tag.split("/", 1)[1].rsplit(":", 1)[0]
+        requests.delete(f"http://{REGISTRY}/v2/{repository}/manifests/{digest}", timeout=30)
+        docker_api.remove_image(tag, force=True)
+    assert not registry_has(tag)
+    with HubRun(tmp_path / "hub", config) as hub:
+        wait_for(lambda: "Pre-pulled the image of environment prepulled" in hub.log(),
+                 timeout=240, message="the hub to pre-pull the catalog")
+        assert registry_has(tag)
+        assert docker_api.inspect_image(tag)["Id"]
+        assert builds(hub) == 1
