@@ -24,9 +24,9 @@ Requires the ``docker`` extra: ``pip install jupyterhub-civis[docker]``.
 
 from __future__ import annotations
 
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 from dockerspawner import DockerSpawner
-from jupyterhub.utils import maybe_future
+from jupyterhub.utils import exponential_backoff, maybe_future
 from tornado import web
 from traitlets import Bool, Type, Unicode, default
 from traitlets.utils.importstring import import_item
@@ -216,11 +216,20 @@ class CivisDockerSpawner(CivisSpawner, DockerSpawner):
         """Removing a named server deletes its volume, and the files in it, too."""
         await maybe_future(super().delete_forever())
         name = self.format_volume_name(self.volume_name_template, self)
-        try:
-            await self.docker("remove_volume", name)
-            self.log.info("Removed the volume %s of %s", name, self._log_name)
-        except NotFound:
-            pass
+
+        async def removed():
+            try:
+                await self.docker("remove_volume", name)
+            except NotFound:
+                pass
+            except APIError as e:
+                if e.status_code == 409:  # the stopped container is still being removed
+                    return False
+                raise
+            return True
+
+        await exponential_backoff(removed, f"volume {name} still in use", timeout=60)
+        self.log.info("Removed the volume %s of %s", name, self._log_name)
 
     def get_env(self):
         env = super().get_env()
