@@ -118,3 +118,27 @@ def registry_has(tag: str) -> bool:
         timeout=10,
     )
     return r.status_code == 200
+
+
+def environment_tag(client, packages) -> str:
+    """The tag the builder gives BASE_IMAGE + ``packages`` (see image_builder.image_tag)."""
+    from jupyterhub_civis.spawner.docker_builder import DockerImageBuilder
+    from jupyterhub_civis.spawner.image_builder import image_tag
+    from jupyterhub_civis.spawner.requirements import normalise_requirements
+
+    digest = client.inspect_distribution(BASE_IMAGE)["Descriptor"]["digest"]
+    base_ref = f"{BASE_IMAGE.rsplit(':', 1)[0]}@{digest}"
+    return image_tag(REGISTRY, DockerImageBuilder().image_prefix, base_ref, normalise_requirements(packages))
+
+
+def forget_image(client, tag: str) -> None:
+    """Delete ``tag`` from the registry and the engine, so the next request must build it."""
+    if registry_has(tag):
+        digest = client.inspect_distribution(tag)["Descriptor"]["digest"]
+        repository = tag.split("/", 1)[1].rsplit(":", 1)[0]
+        requests.delete(f"http://{REGISTRY}/v2/{repository}/manifests/{digest}", timeout=30).raise_for_status()
+    try:
+        client.remove_image(tag, force=True)
+    except docker.errors.NotFound:
+        pass
+    assert not registry_has(tag)

@@ -12,8 +12,10 @@ from docker_support import (
     BASE_IMAGE,
     REGISTRY,
     builds,
+    environment_tag,
     escaped,
     exec_in,
+    forget_image,
     registry_has,
     user_containers,
 )
@@ -82,6 +84,7 @@ def test_two_servers_two_environments_two_containers(docker_hub, docker_api):
 def test_same_environment_twice_builds_once(docker_hub, docker_api):
     hub = docker_hub
     user = new_user(hub, "twice")
+    forget_image(docker_api, environment_tag(docker_api, ["tabulate==0.8.10"]))  # a first build
     before = builds(hub)
     options = {"environment": "base", "packages": ["tabulate==0.8.10"]}
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -201,17 +204,8 @@ c.CivisSpawner.environments = c.CivisSpawner.environments + [
 from jupyterhub_civis.spawner.docker_spawner import CivisDockerSpawner
 CivisDockerSpawner.check_config(c)
 """
-    from jupyterhub_civis.spawner.docker_builder import DockerImageBuilder
-    from jupyterhub_civis.spawner.image_builder import image_tag
-
-    base_ref = f"{BASE_IMAGE.rsplit(':', 1)[0]}@" + docker_api.inspect_distribution(BASE_IMAGE)["Descriptor"]["digest"]
-    tag = image_tag(REGISTRY, DockerImageBuilder().image_prefix, base_ref, packages)
-    if registry_has(tag):  # an earlier run built it: forget it so this hub must build it
-        digest = docker_api.inspect_distribution(tag)["Descriptor"]["digest"]
-        repository = tag.split("/", 1)[1].rsplit(":", 1)[0]
-        requests.delete(f"http://{REGISTRY}/v2/{repository}/manifests/{digest}", timeout=30)
-        docker_api.remove_image(tag, force=True)
-    assert not registry_has(tag)
+    tag = environment_tag(docker_api, packages)
+    forget_image(docker_api, tag)  # an earlier run built it: this hub must build it again
     with HubRun(tmp_path / "hub", config) as hub:
         wait_for(lambda: "Pre-pulled the image of environment prepulled" in hub.log(),
                  timeout=240, message="the hub to pre-pull the catalog")
