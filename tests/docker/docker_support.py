@@ -39,11 +39,11 @@ c.DockerImageBuilder.network_mode = "host"
 KUBE_NAMESPACE = "civis-built"
 
 
-def kube_config(packages_mode: str = "builder") -> str:
+def kube_config(packages_mode: str = "builder", packages=("tabulate==0.9.0",)) -> str:
     catalog = [
         {"name": "base", "display_name": "Base", "image": BASE_IMAGE, "default": True},
         {"name": "tabulate", "display_name": "Base + tabulate", "image": BASE_IMAGE,
-         "packages": ["tabulate==0.9.0"]},
+         "packages": list(packages)},
     ]
     packages = (
         "c.CivisKubeSpawner.image_builder = True\n"
