@@ -15,12 +15,12 @@ BIN := $(VENV)/bin
 SOURCES := setup.cfg pyproject.toml Makefile
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup setup-test proxy chromium labextension lint bench clean
+.PHONY: demo test setup setup-test proxy chromium labextension docker-env lint bench clean
 
 demo: setup proxy labextension
 	$(BIN)/jupyterhub -f config/local/jupyterhub_config.py
 
-test: setup-test proxy chromium labextension
+test: setup-test proxy chromium labextension docker-env
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 setup: $(VENV)/.civis-installed
@@ -64,10 +64,15 @@ $(LABEXT_LINK): $(LABEXT_OUT)/package.json
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# A local Docker engine (vfs), a registry on 127.0.0.1:5000 and the notebook base image
+# for the Docker backend and tests/docker (.ci/docker-env; idempotent, seconds when cached).
+docker-env: setup
+	PATH="$(abspath $(BIN)):$$PATH" .ci/docker-env
+
 lint: setup-test
 	$(BIN)/ruff check .
 
-bench: setup-test proxy labextension
+bench: setup-test proxy labextension docker-env
 	$(BIN)/python bench/spawn.py
 	$(BIN)/python bench/query_cache.py
 	$(BIN)/python bench/share.py

@@ -7,12 +7,16 @@ Runs on this machine, side by side in one run:
 2. ``hub``: ``POST /hub/api/users/<u>/servers/<name>`` on a real JupyterHub
    with the bundle's local config until ``/user/<u>/<name>/api`` answers
    through the proxy;
-3. ``concurrent``: 10 users x 3 named servers started at once.
+3. ``concurrent``: 10 users x 3 named servers started at once;
+4. with ``make docker-env`` (skipped with ``--no-docker``): the Docker backend and
+   built images (``bench/docker_spawn.py``): ``docker_prepulled_vs_bare``,
+   ``rebuild_vs_build``, ``kube_start_vs_init_install``.
 
 Runs alternate (bare, hub, bare, hub, ...) so both see the same machine state.
-The last line is ``spawn_ratio=<hub median / bare median> concurrent=<ok>/<total>``.
+The last line is ``spawn_ratio=<hub median / bare median> concurrent=<ok>/<total>``
+followed by the Docker ratios.
 
-    .venv/bin/python bench/spawn.py [--runs 5] [--users 10] [--servers 3] [--no-preload]
+    .venv/bin/python bench/spawn.py [--runs 5] [--users 10] [--servers 3] [--no-preload] [--no-docker]
 """
 
 from __future__ import annotations
@@ -117,7 +121,20 @@ def main() -> None:
         help="start servers as fresh interpreters (c.CivisLocalSpawner.preload_servers = False); "
         "the demo config preloads",
     )
+    parser.add_argument("--no-docker", action="store_true", help="skip the Docker figures")
+    parser.add_argument("--only-docker", action="store_true", help="only the Docker figures")
     args = parser.parse_args()
+    docker_line = ""
+
+    if not args.no_docker:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from docker_spawn import run_all
+
+        with tempfile.TemporaryDirectory(prefix="civis-bench-docker-") as tmp:
+            docker_line = run_all(Path(tmp), args.runs)
+        if args.only_docker:
+            print(docker_line)
+            return
 
     with tempfile.TemporaryDirectory(prefix="civis-bench-") as tmp:
         tmp = Path(tmp)
@@ -144,7 +161,7 @@ def main() -> None:
     print(f"bare jupyter server, median of {args.runs}: {bare_median:.2f} s")
     print(f"named server through the hub, median of {args.runs}: {hub_median:.2f} s")
     print(f"{args.users} users x {args.servers} servers at once: {ok}/{total} in {wall:.1f} s")
-    print(f"spawn_ratio={hub_median / bare_median:.2f} concurrent={ok}/{total}")
+    print(f"spawn_ratio={hub_median / bare_median:.2f} concurrent={ok}/{total} {docker_line}".rstrip())
 
 
 if __name__ == "__main__":

@@ -43,12 +43,17 @@ def _entry_point(name: str):
 
 
 def _prepuller(args) -> int:
-    from jupyterhub_civis.prepuller import load_catalog, render
+    from jupyterhub_civis.prepuller import load_config, render, with_built_images
     from jupyterhub_civis.spawner import CatalogError
+    from jupyterhub_civis.spawner.image_builder import ImageBuildError
+    from jupyterhub_civis.spawner.kube_config import catalog_from_config
 
     try:
-        catalog = load_catalog(args.source)
-    except CatalogError as e:
+        config = load_config(args.source)
+        catalog = catalog_from_config(config)
+        if args.build:
+            catalog = with_built_images(catalog, config)
+    except (CatalogError, ImageBuildError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     options = {}
@@ -89,6 +94,10 @@ def main(argv=None) -> int:
     pull.add_argument("--name", default="civis-image-puller", help="DaemonSet name")
     pull.add_argument("--node-selector", action="append", metavar="KEY=VALUE",
                       help="only pull on nodes with this label (repeatable)")
+    pull.add_argument("--build", action="store_true",
+                      help="list environments with packages as their built images (by digest), "
+                      "built now with the configured image builder if missing "
+                      "(CivisKubeSpawner.image_builder, DockerImageBuilder.*)")
     pull.set_defaults(func=_prepuller)
     svc = sub.add_parser(
         "service",

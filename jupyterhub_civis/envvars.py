@@ -44,3 +44,9 @@ SERVICE_BLOB_OPTIONS = "CIVIS_SERVICE_BLOB_OPTIONS"
 SERVICE_PROXY_URL = "CIVIS_SERVICE_PROXY_URL"
 #: signs the service's browser session; replicas share it
 SERVICE_COOKIE_SECRET = "JUPYTERHUB_CIVIS_COOKIE_SECRET"
+
+# ---- image builds (Docker backend, and Kubernetes with a builder)
+#: the registry built environment images are pushed to (``host[:port]``)
+IMAGE_REGISTRY = "CIVIS_IMAGE_REGISTRY"
+#: Docker's own variable: the daemon the builder talks to (``unix://…`` or ``tcp://…``)
+DOCKER_HOST = "DOCKER_HOST"

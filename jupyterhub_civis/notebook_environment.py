@@ -24,7 +24,9 @@ from jupyterhub_civis.protocol import IMAGE_DIGEST_ANNOTATION as DIGEST_ANNOTATI
 
 ENV_VAR = envvars.ENVIRONMENT_JSON
 PODINFO_VAR = envvars.PODINFO_DIR
-RECORDED_KEYS = ("name", "id", "image", "packages")
+# image_digest: known before start on Docker (the env var has it); Kubernetes annotates
+# the pod once the image is pulled (read at save time, below)
+RECORDED_KEYS = ("name", "id", "image", "image_digest", "packages")
 
 
 def environment_from_env(environ=os.environ) -> dict | None:

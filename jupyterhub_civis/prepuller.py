@@ -41,9 +41,9 @@ _SECURITY_CONTEXT = {
 _RESOURCES = {"requests": {"cpu": "0", "memory": "0"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
 
 
-def load_catalog(source: str) -> Catalog:
-    """Catalog from a jupyterhub_config.py, or from a z2jh values file (``hub.config``,
-    ``singleuser.profileList``, ``singleuser.image``)."""
+def load_config(source: str):
+    """The traitlets config of a jupyterhub_config.py, or of a z2jh values file
+    (``hub.config``, ``singleuser.profileList``, ``singleuser.image``)."""
     from traitlets.config import Config, PyFileConfigLoader
 
     if source.endswith((".yaml", ".yml")):
@@ -59,9 +59,42 @@ def load_catalog(source: str) -> Catalog:
         image = singleuser.get("image") or {}
         if image.get("name"):
             config.KubeSpawner.image = f"{image['name']}:{image.get('tag') or 'latest'}"
-        return catalog_from_config(config)
+        return config
     loader = PyFileConfigLoader(os.path.basename(source), path=os.path.dirname(os.path.abspath(source)))
-    return catalog_from_config(loader.load_config())
+    return loader.load_config()
+
+
+def load_catalog(source: str) -> Catalog:
+    """Catalog from a jupyterhub_config.py or a z2jh values file (see ``load_config``)."""
+    return catalog_from_config(load_config(source))
+
+
+def with_built_images(catalog: Catalog, config) -> Catalog:
+    """The catalog with every environment that has packages pointing at its built image,
+    by digest, as ``CivisKubeSpawner.image_builder`` runs it (built now if missing)."""
+    import asyncio
+    import dataclasses
+
+    from jupyterhub_civis.spawner.docker_builder import DockerImageBuilder
+    from jupyterhub_civis.spawner.image_builder import shared_builder
+
+    builder_class = config.get("CivisKubeSpawner", {}).get("builder_class", DockerImageBuilder)
+    if isinstance(builder_class, str):
+        from traitlets.utils.importstring import import_item
+
+        builder_class = import_item(builder_class)
+    builder = shared_builder(builder_class, config)
+
+    async def built(env):
+        if not (env.packages and env.image):
+            return env
+        image = await builder.ensure(env.image, env.packages)
+        return dataclasses.replace(env, image=image.pinned, packages=())
+
+    async def all_built():
+        return [await built(env) for env in catalog.environments]
+
+    return dataclasses.replace(catalog, environments=tuple(asyncio.run(all_built())))
 
 
 def catalog_images(catalog: Catalog) -> list[tuple[str, str]]:

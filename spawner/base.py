@@ -36,10 +36,8 @@ import asyncio
 import json
 import re
 import time
-from urllib.parse import urlparse
 
 from jupyterhub.spawner import Spawner
-from tornado import web
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Configurable
 
@@ -55,35 +53,13 @@ from jupyterhub_civis.spawner.options import (
     package_lines,
     parse_user_options,
 )
+from jupyterhub_civis.spawner.readiness import wait_until_answering
 from jupyterhub_civis.spawner.refusal import refused
+from jupyterhub_civis.spawner.rejections import EnvironmentUnavailable, SpawnRejected
 
 STATE_KEY = "civis"
 
-
-class SpawnRejected(web.HTTPError):
-    """An HTTP 400 whose message reaches the user unchanged, on the API and the spawn page.
-
-    ``bad_request`` (default) marks the user's input as the cause: it is
-    logged as one warning line (see ``refusal.py``). ``bad_request=False``
-    is for problems only an operator can fix, logged by JupyterHub as errors.
-    """
-
-    def __init__(self, message: str, status_code: int = 400, *, bad_request: bool = True):
-        super().__init__(status_code, "%s", message)
-        self.jupyterhub_message = message
-        self.bad_request = bad_request
-
-
-class EnvironmentUnavailable(SpawnRejected):
-    """The chosen environment could not be made (e.g. a package build failed)."""
-
-    def __init__(self, message: str, detail: str = "", *, bad_request: bool = True):
-        super().__init__(message, bad_request=bad_request)
-        self.detail = detail
-        if detail:
-            from html import escape
-
-            self.jupyterhub_html_message = f"{escape(message.splitlines()[0])}<pre class='civis-build-log'>{escape(detail)}</pre>"
+__all__ = ["CivisSpawner", "EnvironmentUnavailable", "SpawnRejected", "STATE_KEY"]
 
 
 class CivisSpawner(Configurable):
@@ -369,34 +345,7 @@ class CivisSpawner(Configurable):
         return url
 
     async def _wait_until_answering(self, url) -> None:
-        """Wait until the new server accepts connections, so the hub's check passes at once.
-
-        JupyterHub checks a new server with exponential backoff (0.2 s, 0.4 s,
-        0.8 s, ... between tries), which adds up to seconds to every spawn.
-        A server listens only once it is ready to serve, so a TCP connect is
-        the signal; it costs the hub no HTTP client slot (the hub's shared
-        client queues requests beyond ten at a time). Gives up quietly (the
-        hub then checks as usual) after ``http_timeout`` or if the process ended.
-        """
-        if isinstance(url, str):
-            parsed = urlparse(url)
-            host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
-        else:
-            host, port = url
-        deadline = time.monotonic() + self.http_timeout
-        next_poll = 0.0
-        while time.monotonic() < deadline:
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1)
-                writer.close()
-                return
-            except (TimeoutError, OSError):
-                pass
-            if time.monotonic() >= next_poll:
-                if await self.poll() is not None:
-                    return
-                next_poll = time.monotonic() + 0.5
-            await asyncio.sleep(self.ready_check_interval)
+        await wait_until_answering(url, self.poll, self.http_timeout, self.ready_check_interval)
 
     def apply_resources(self, environment: Environment) -> None:
         for key, value in environment.resources.items():

@@ -27,59 +27,54 @@ Requires the ``kubernetes`` extra: ``pip install jupyterhub-civis[kubernetes]``.
 from __future__ import annotations
 
 import copy
-import shlex
 import time
 from functools import partial
 
 from jupyterhub.utils import exponential_backoff, maybe_future
-from kubernetes_asyncio.client import models as k8s
 from kubespawner import KubeSpawner
-from prometheus_client import Histogram
 from traitlets import Bool, Dict, Enum, List, Unicode
 from traitlets.config import Config
 
 from jupyterhub_civis import envvars
-from jupyterhub_civis.protocol import IMAGE_DIGEST_ANNOTATION
 from jupyterhub_civis.spawner.base import CivisSpawner, SpawnRejected
-from jupyterhub_civis.spawner.catalog import Catalog, CatalogError
-from jupyterhub_civis.spawner.kube_config import default_environment, settings_view
+from jupyterhub_civis.spawner.catalog import Catalog
+from jupyterhub_civis.spawner.environment_images import image_with_packages
+from jupyterhub_civis.spawner.image_builder import shared_builder
+from jupyterhub_civis.spawner.kube_config import (
+    check_kube_config,
+    default_environment,
+    settings_view,
+)
+from jupyterhub_civis.spawner.kube_packages import KubePackages
+from jupyterhub_civis.spawner.kube_pod import (
+    ANNOTATION_ENVIRONMENT,
+    ANNOTATION_IMAGE_DIGEST,
+    ANNOTATION_IMAGE_ID,
+    PACKAGES_INIT_CONTAINER,
+    PACKAGES_VOLUME,
+    PODINFO_VOLUME,
+    SPAWN_PHASE_SECONDS,
+    add_packages_init_container,
+    add_podinfo_volume,
+    image_record,
+    observe_phases,
+)
 from jupyterhub_civis.spawner.kube_policy import (
     MUTABLE_TAGS,
     POD_SETTING_KINDS,
     STORAGE_POLICIES,
-    check_pod_settings,
     describe_event,
-    digest_reference,
-    image_id_from_pod,
     is_pinned,
     merge_value,
     mutable_image_warnings,
-    phase_durations,
     pull_policy_for,
     storage_plan,
 )
 from jupyterhub_civis.spawner.profiles import environments_from_profiles
 from jupyterhub_civis.spawner.requirements import environment_id
 
-#: Annotation keys on every pod this spawner makes.
-ANNOTATION_ENVIRONMENT = "jupyterhub-civis/environment"
-ANNOTATION_IMAGE_ID = "jupyterhub-civis/image-id"
-ANNOTATION_IMAGE_DIGEST = IMAGE_DIGEST_ANNOTATION
-
-PACKAGES_INIT_CONTAINER = "civis-packages"
-PODINFO_VOLUME = "civis-podinfo"
-PACKAGES_VOLUME = "civis-packages"
-
-SPAWN_PHASE_SECONDS = Histogram(
-    "civis_spawn_phase_duration_seconds",
-    "Seconds each phase of starting a server took on Kubernetes, per catalog environment. "
-    "Phases: environment (choosing/preparing the environment on the hub), scheduling "
-    "(pod created to assigned to a node), image_pull (the kubelet's pull time; 0 when "
-    "the image was on the node), container_start (scheduled to container running), "
-    "total (start requested to server running).",
-    ["environment", "phase"],
-    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, float("inf")),
-)
+__all__ = ["ANNOTATION_ENVIRONMENT", "ANNOTATION_IMAGE_DIGEST", "ANNOTATION_IMAGE_ID", "CivisKubeSpawner", "PACKAGES_INIT_CONTAINER", "PACKAGES_VOLUME", "PODINFO_VOLUME",
+           "SPAWN_PHASE_SECONDS"]
 
 #: Traits this spawner sets per start; their configured values are restored first,
 #: so one environment's settings never leak into the next start of the same server.
@@ -87,7 +82,7 @@ _PER_START_TRAITS = ("image", "image_pull_policy", "cpu_limit", "cpu_guarantee",
                      "mem_guarantee", *POD_SETTING_KINDS)
 
 
-class CivisKubeSpawner(CivisSpawner, KubeSpawner):
+class CivisKubeSpawner(CivisSpawner, KubePackages, KubeSpawner):
     """Named servers as Kubernetes pods, one image per environment (z2jh compatible)."""
 
     requires_image = True
@@ -164,39 +159,6 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
         """,
     )
 
-    extra_packages = Enum(
-        ["reject", "install-on-start"],
-        default_value="reject",
-        config=True,
-        help="""
-        What to do with extra packages (a user's ``packages`` option or a
-        catalog entry's ``packages``) on Kubernetes, where images are not
-        built yet.
-
-        - ``"reject"`` (default): refuse the spawn with a message naming the
-          packages and telling the user to pick an environment whose image has
-          them. Catalog entries with ``packages`` are a configuration error.
-        - ``"install-on-start"``: an init container running the environment's
-          image installs them with ``pip install --target`` into
-          ``packages_dir/<content id>``, which is added to ``PYTHONPATH`` of
-          the server and its kernels. The folder is reused by the next start
-          with the same image and packages when ``packages_dir`` is on
-          persistent storage (the default is under the home volume). Needs
-          pip in the image and network access to the package index from pods.
-        """,
-    )
-
-    packages_dir = Unicode(
-        "/home/jovyan/.civis/packages",
-        config=True,
-        help="""
-        Folder in the pod where ``extra_packages = "install-on-start"`` puts
-        installed packages, one subfolder per image + package set. Put it on
-        the home volume to reuse installs across restarts; if no volume mount
-        covers it, an emptyDir volume is added (installed on every start).
-        """,
-    )
-
     podinfo_mount_path = Unicode(
         "/etc/civis/podinfo",
         config=True,
@@ -243,26 +205,7 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
     @classmethod
     def check_config(cls, config) -> Catalog:
         """Validate the catalog and the Kubernetes settings; log mutable-tag warnings."""
-        import logging
-
-        catalog = cls.settings_view(config).catalog
-        own = config.get(cls.__name__, {})
-        check_pod_settings(dict(own.get("environment_pod_settings", {})), set(catalog.names()))
-        if own.get("extra_packages", "reject") == "reject":
-            with_packages = [env.name for env in catalog.environments if env.packages]
-            if with_packages:
-                raise CatalogError(
-                    f"CivisSpawner.environments {with_packages}: catalog packages need "
-                    'c.CivisKubeSpawner.extra_packages = "install-on-start" on Kubernetes, '
-                    "or an image that already has them"
-                )
-        tags = own.get("mutable_image_tags", sorted(MUTABLE_TAGS))
-        log = logging.getLogger("JupyterHub")
-        for warning in mutable_image_warnings(
-            [(env.name, env.image) for env in catalog.environments], frozenset(tags)
-        ):
-            log.warning("CivisKubeSpawner: %s", warning)
-        return catalog
+        return check_kube_config(config, cls.__name__)
 
     def image_warnings(self, catalog: Catalog) -> list[str]:
         return mutable_image_warnings(
@@ -360,32 +303,41 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
             self.image if environment.source == "profile_list" else environment.image
         )
         packages = tuple(sorted(set(environment.packages) | set(selection.packages)))
-        if packages and self.extra_packages == "reject":
+        built = None
+        if packages and self.image_builder:
+            built = await image_with_packages(
+                shared_builder(self.builder_class, self.config, self.log), image, packages, emit
+            )
+        elif packages and self.extra_packages == "reject":
             raise SpawnRejected(
                 f"packages: this hub runs servers on Kubernetes from prebuilt images and does "
                 f"not add packages ({', '.join(packages)}); choose an environment whose image "
                 "has them, or ask your hub administrator for one"
             )
+        base_image, image = image, (built.pinned if built else image)
         self.image = image
         self.image_pull_policy = pull_policy_for(
             image, self.image_pull_policy, frozenset(self.mutable_image_tags)
         )
-        self._packages = packages
+        self._packages = () if built else packages  # built: in the image, no init container
         if is_pinned(image, frozenset(self.mutable_image_tags)):
             emit(f"Using image {image}", 10)
         else:
             emit(f"Using image {image} (a mutable tag: the exact version is recorded once it runs)", 10)
-        if packages:
+        if self._packages:
             emit(f"Packages {', '.join(packages)} will be installed when the pod starts", 12)
         self._environment_seconds = time.monotonic() - started
         self._choice_applied = True
-        return {
+        record = {
             "name": environment.name,
-            "id": environment_id(image, packages),
+            "id": built.tag.rsplit(":", 1)[-1] if built else environment_id(image, packages),
             "image": image,
             "packages": list(packages),
             "extra_packages": list(selection.packages),
         }
+        if built:
+            record.update(base_image=base_image, image_digest=built.pinned)
+        return record
 
     # ----- the pod ---------------------------------------------------------------------
 
@@ -410,65 +362,12 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
             annotations[ANNOTATION_ENVIRONMENT] = record["name"]
         notebook = next(c for c in pod.spec.containers if c.name == "notebook")
         if self.podinfo_mount_path:
-            pod.spec.volumes = list(pod.spec.volumes or []) + [
-                k8s.V1Volume(
-                    name=PODINFO_VOLUME,
-                    downward_api=k8s.V1DownwardAPIVolumeSource(
-                        items=[
-                            k8s.V1DownwardAPIVolumeFile(
-                                path="annotations",
-                                field_ref=k8s.V1ObjectFieldSelector(field_path="metadata.annotations"),
-                            ),
-                            k8s.V1DownwardAPIVolumeFile(
-                                path="labels",
-                                field_ref=k8s.V1ObjectFieldSelector(field_path="metadata.labels"),
-                            ),
-                        ]
-                    ),
-                )
-            ]
-            notebook.volume_mounts = list(notebook.volume_mounts or []) + [
-                k8s.V1VolumeMount(name=PODINFO_VOLUME, mount_path=self.podinfo_mount_path, read_only=True)
-            ]
+            add_podinfo_volume(pod, notebook, self.podinfo_mount_path)
         if getattr(self, "_packages", ()):
-            self._add_packages_init_container(pod, notebook)
+            add_packages_init_container(
+                pod, notebook, self._packages, self._packages_target(), self.packages_dir
+            )
         return pod
-
-    def _add_packages_init_container(self, pod, notebook):
-        target = self._packages_target()
-        mounts = list(notebook.volume_mounts or [])
-        covered = any(
-            target == m.mount_path or target.startswith(m.mount_path.rstrip("/") + "/")
-            for m in mounts
-            if m.name != PODINFO_VOLUME
-        )
-        if not covered:
-            pod.spec.volumes = list(pod.spec.volumes or []) + [
-                k8s.V1Volume(name=PACKAGES_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource())
-            ]
-            mount = k8s.V1VolumeMount(name=PACKAGES_VOLUME, mount_path=self.packages_dir)
-            notebook.volume_mounts = mounts + [mount]
-            mounts = mounts + [mount]
-        requirements = " ".join(shlex.quote(p) for p in self._packages)
-        tmp = shlex.quote(target + ".partial")
-        script = (
-            "set -e\n"
-            f"if [ -f {shlex.quote(target)}/.complete ]; then echo 'packages already installed'; exit 0; fi\n"
-            f"rm -rf {tmp} && mkdir -p {tmp}\n"
-            f"python3 -m pip install --no-cache-dir --disable-pip-version-check --target {tmp} -- {requirements}\n"
-            f"touch {tmp}/.complete && rm -rf {shlex.quote(target)} && mv {tmp} {shlex.quote(target)}\n"
-        )
-        init = k8s.V1Container(
-            name=PACKAGES_INIT_CONTAINER,
-            image=notebook.image,
-            image_pull_policy=notebook.image_pull_policy,
-            command=["sh", "-c", script],
-            volume_mounts=[m for m in mounts if m.name != PODINFO_VOLUME],
-            security_context=notebook.security_context,
-            resources=notebook.resources,
-            env=[e for e in (notebook.env or []) if e.name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT")],
-        )
-        pod.spec.init_containers = list(pod.spec.init_containers or []) + [init]
 
     async def delete_forever(self):
         """Removing a named server deletes its claim under ``storage_policy = "per-server"``.
@@ -501,32 +400,14 @@ class CivisKubeSpawner(CivisSpawner, KubeSpawner):
         return url
 
     async def _after_running(self, total_seconds: float) -> None:
-        record = dict(self.environment_record or {})
-        environment = record.get("name") or "unknown"
         pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None
-        durations = phase_durations(pod or {}, self.events)
-        if self._environment_seconds is not None:
-            durations["environment"] = self._environment_seconds
-        durations["total"] = total_seconds
-        for phase, seconds in durations.items():
-            SPAWN_PHASE_SECONDS.labels(environment=environment, phase=phase).observe(seconds)
-        self.log.info(
-            "%s started in %.1f s (%s)", self._log_name, total_seconds,
-            ", ".join(f"{k} {v:.1f} s" for k, v in sorted(durations.items())),
-        )
+        observe_phases(self, pod, total_seconds)
         if not (self.record_image_digest and pod):
             return
-        image_id = image_id_from_pod(pod)
-        digest = digest_reference(record.get("image") or self.image, image_id)
-        if not image_id:
+        record, annotations = image_record(self.environment_record, self.image, pod)
+        if not annotations:
             return
-        record["image_id"] = image_id
-        if digest:
-            record["image_digest"] = digest
         self.environment_record = record
-        annotations = {ANNOTATION_IMAGE_ID: image_id}
-        if digest:
-            annotations[ANNOTATION_IMAGE_DIGEST] = digest
         await self.api.patch_namespaced_pod(
             name=self.pod_name,
             namespace=self.namespace,

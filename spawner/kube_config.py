@@ -64,3 +64,35 @@ def settings_view(config: Config) -> CivisSpawner:
 def catalog_from_config(config: Config) -> Catalog:
     """The catalog a ``CivisKubeSpawner`` would offer with ``config`` (static sources)."""
     return settings_view(config).catalog
+
+
+def check_kube_config(config: Config, class_name: str = CLASS_NAME) -> Catalog:
+    """Validate the catalog and the Kubernetes settings of ``config``; log mutable-tag warnings."""
+    import logging
+
+    from jupyterhub_civis.spawner.catalog import CatalogError
+    from jupyterhub_civis.spawner.kube_policy import (
+        MUTABLE_TAGS,
+        check_pod_settings,
+        mutable_image_warnings,
+    )
+
+    catalog = settings_view(config).catalog
+    own = config.get(class_name, {})
+    check_pod_settings(dict(own.get("environment_pod_settings", {})), set(catalog.names()))
+    if own.get("extra_packages", "reject") == "reject" and not own.get("image_builder"):
+        with_packages = [env.name for env in catalog.environments if env.packages]
+        if with_packages:
+            raise CatalogError(
+                f"CivisSpawner.environments {with_packages}: catalog packages need "
+                'c.CivisKubeSpawner.extra_packages = "install-on-start" on Kubernetes, '
+                "an image builder (c.CivisKubeSpawner.image_builder = True), "
+                "or an image that already has them"
+            )
+    tags = own.get("mutable_image_tags", sorted(MUTABLE_TAGS))
+    log = logging.getLogger("JupyterHub")
+    for warning in mutable_image_warnings(
+        [(env.name, env.image) for env in catalog.environments], frozenset(tags)
+    ):
+        log.warning("CivisKubeSpawner: %s", warning)
+    return catalog
