@@ -58,6 +58,6 @@ class Upload(Base):
 
 
 # the sharing tables belong to the same metadata (and the same migrations)
-from jupyterhub_civis.service.shares import models as _shares  # noqa: E402, F401
 # the report tables live in their own module, on this Base (migration 0004_reports)
 from jupyterhub_civis.service.reports import models as _report_models  # noqa: E402,F401
+from jupyterhub_civis.service.shares import models as _shares  # noqa: E402, F401
