@@ -49,6 +49,15 @@ class _Base(APIHandler):
         self.set_status(400)
         self.finish({"message": f"{field}: {message}", "field": field})
 
+    def _json_body(self) -> dict:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise InvalidInput("body", "must be a JSON object")
+        return body
+
 
 class QueriesHandler(_Base):
     @web.authenticated
@@ -61,13 +70,7 @@ class QueriesHandler(_Base):
     @authorized
     async def post(self):
         try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            return self._bad_request("body", "must be a JSON object")
-        if not isinstance(body, dict):
-            return self._bad_request("body", "must be a JSON object")
-        try:
-            record = await self.manager.submit(body)
+            record = await self.manager.submit(self._json_body())
         except InvalidInput as e:
             return self._bad_request(e.field, e.message)
         self.set_status(201)
@@ -79,13 +82,7 @@ class NotebookHandler(_Base):
     @authorized
     async def post(self):
         try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            return self._bad_request("body", "must be a JSON object")
-        if not isinstance(body, dict):
-            return self._bad_request("body", "must be a JSON object")
-        try:
-            self.finish(await self.manager.set_deliverable(body))
+            self.finish(await self.manager.set_deliverable(self._json_body()))
         except InvalidInput as e:
             return self._bad_request(e.field, e.message)
 

@@ -44,10 +44,33 @@ STATUS_PAGE = """<!DOCTYPE html>
 <script>
 (function () {
   "use strict";
+  var API = $api_url;
   var RUNS = $runs_url;
-  var section = document.getElementById("runs-section");
-  var body = document.getElementById("runs");
-  var FINAL = { done: 1, failed: 1, cancelled: 1, timeout: 1 };
+  var XSRF = $xsrf;
+  var MY_QUERIES = $my_queries;
+  var errorBox = document.getElementById("error");
+  if (MY_QUERIES) {
+    var link = document.getElementById("my-queries");
+    link.href = MY_QUERIES;
+    link.hidden = false;
+  }
+
+  // under JupyterHub a cookie-authenticated fetch needs the XSRF token even to read
+  function xsrf() {
+    var m = document.cookie.match(/(?:^|; )_xsrf=([^;]*)/);
+    return m ? decodeURIComponent(m[1]) : XSRF;
+  }
+
+  function request(url, method) {
+    return fetch(url, {
+      method: method || "GET", credentials: "same-origin", headers: { "X-XSRFToken": xsrf() }
+    });
+  }
+
+  function json(r) {
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    return r.json();
+  }
 
   function cell(row, text, cls) {
     var td = document.createElement("td");
@@ -57,15 +80,28 @@ STATUS_PAGE = """<!DOCTYPE html>
     return td;
   }
 
-  function cancel(id, button) {
-    button.disabled = true;
-    fetch(RUNS + "/" + id + "/cancel", {
-      method: "POST", credentials: "same-origin", headers: { "X-XSRFToken": $xsrf }
-    }).then(refresh);
+  // a row's last cell: a Cancel button while it is not final
+  function actions(tr, final, onCancel) {
+    var td = cell(tr, "", "actions");
+    if (!final) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.textContent = "Cancel";
+      b.addEventListener("click", function () { b.disabled = true; onCancel(b); });
+      td.appendChild(b);
+    }
   }
 
-  function render(runs) {
-    body.textContent = "";
+  function every(seconds, refresh) {
+    (function loop() { refresh().then(function () { setTimeout(loop, seconds * 1000); }); })();
+  }
+
+  var RUN_FINAL = { done: 1, failed: 1, cancelled: 1, timeout: 1 };
+  var runsSection = document.getElementById("runs-section");
+  var runsBody = document.getElementById("runs");
+
+  function renderRuns(runs) {
+    runsBody.textContent = "";
     runs.forEach(function (r) {
       var tr = document.createElement("tr");
       tr.dataset.id = r.id;
@@ -74,73 +110,29 @@ STATUS_PAGE = """<!DOCTYPE html>
       cell(tr, r.state + (r.error && r.state !== "cancelled" ? ": " + r.error.message : ""), "state state-" + r.state);
       cell(tr, "cell " + r.cell + " of " + r.cells, "progress");
       cell(tr, r.duration.toFixed(1) + " s", "elapsed");
-      var actions = cell(tr, "", "actions");
-      if (!FINAL[r.state]) {
-        var b = document.createElement("button");
-        b.type = "button";
-        b.textContent = "Cancel";
-        b.addEventListener("click", function () { cancel(r.id, b); });
-        actions.appendChild(b);
-      }
-      body.appendChild(tr);
+      actions(tr, RUN_FINAL[r.state], function () {
+        request(RUNS + "/" + r.id + "/cancel", "POST").then(refreshRuns);
+      });
+      runsBody.appendChild(tr);
     });
-    section.hidden = runs.length === 0;
+    runsSection.hidden = runs.length === 0;
   }
 
-  function refresh() {
-    return fetch(RUNS, { credentials: "same-origin", headers: { "X-XSRFToken": $xsrf } })
-      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
-      .then(function (data) { render(data.runs); })
-      .catch(function () { section.hidden = true; });  // no execution extension, or not the owner
+  function refreshRuns() {
+    return request(RUNS).then(json)
+      .then(function (data) { renderRuns(data.runs); })
+      .catch(function () { runsSection.hidden = true; });  // no execution extension, or not the owner
   }
 
-  function loop() { refresh().then(function () { setTimeout(loop, 1000); }); }
-  loop();
-})();
-(function () {
-  "use strict";
-  var API = $api_url;
-  var XSRF = $xsrf;
-  var MY_QUERIES = $my_queries;
-  var FINAL = { done: 1, failed: 1, cancelled: 1 };
-  var body = document.getElementById("queries");
-  var errorBox = document.getElementById("error");
-  if (MY_QUERIES) {
-    var link = document.getElementById("my-queries");
-    link.href = MY_QUERIES;
-    link.hidden = false;
-  }
+  var QUERY_FINAL = { done: 1, failed: 1, cancelled: 1 };
+  var queriesBody = document.getElementById("queries");
 
-  function xsrf() {
-    var m = document.cookie.match(/(?:^|; )_xsrf=([^;]*)/);
-    return m ? decodeURIComponent(m[1]) : XSRF;
-  }
-
-  function cell(row, text, cls) {
-    var td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    row.appendChild(td);
-    return td;
-  }
-
-  function cancel(id, button) {
-    button.disabled = true;
-    fetch(API + "/" + id + "/cancel", {
-      method: "POST", credentials: "same-origin",
-      headers: { "X-XSRFToken": xsrf() }
-    }).then(function (r) {
-      if (!r.ok) { errorBox.textContent = "Cancel failed: HTTP " + r.status; button.disabled = false; }
-      refresh();
-    });
-  }
-
-  function render(queries) {
-    body.textContent = "";
+  function renderQueries(queries) {
+    queriesBody.textContent = "";
     if (!queries.length) {
       var empty = document.createElement("tr");
       cell(empty, "No queries yet.").colSpan = 6;
-      body.appendChild(empty);
+      queriesBody.appendChild(empty);
       return;
     }
     queries.forEach(function (q) {
@@ -152,27 +144,24 @@ STATUS_PAGE = """<!DOCTYPE html>
       cell(tr, q.elapsed.toFixed(1) + " s", "elapsed");
       cell(tr, q.rows.toLocaleString(), "rows");
       cell(tr, q.cache ? q.cache + (q.shared ? " (shared)" : "") : "", "cache");
-      var actions = cell(tr, "", "actions");
-      if (!FINAL[q.state]) {
-        var b = document.createElement("button");
-        b.type = "button";
-        b.textContent = "Cancel";
-        b.addEventListener("click", function () { cancel(q.id, b); });
-        actions.appendChild(b);
-      }
-      body.appendChild(tr);
+      actions(tr, QUERY_FINAL[q.state], function (button) {
+        request(API + "/" + q.id + "/cancel", "POST").then(function (r) {
+          if (!r.ok) { errorBox.textContent = "Cancel failed: HTTP " + r.status; button.disabled = false; }
+          refreshQueries();
+        });
+      });
+      queriesBody.appendChild(tr);
     });
   }
 
-  function refresh() {
-    return fetch(API, { credentials: "same-origin", headers: { "X-XSRFToken": xsrf() } })
-      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
-      .then(function (data) { errorBox.textContent = ""; render(data.queries); })
+  function refreshQueries() {
+    return request(API).then(json)
+      .then(function (data) { errorBox.textContent = ""; renderQueries(data.queries); })
       .catch(function (e) { errorBox.textContent = "Cannot load queries: " + e.message; });
   }
 
-  function loop() { refresh().then(function () { setTimeout(loop, 1000); }); }
-  loop();
+  every(1, refreshRuns);
+  every(1, refreshQueries);
 })();
 </script>
 </body>
