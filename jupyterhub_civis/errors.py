@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 class InvalidInput(ValueError):
@@ -54,3 +54,18 @@ def from_validation_error(
     elif first["type"] == "value_error" and message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return InvalidInput(field_path(location, root), message)
+
+
+def parse_model(model: type[BaseModel], raw: str | bytes | dict, root: str, dict_root: str = ""):
+    """``raw`` (JSON text, or already-decoded values such as query arguments) as ``model``;
+    otherwise ``InvalidInput`` naming the offending field, under ``root`` for JSON and
+    ``dict_root`` for decoded values. JSON is decoded by pydantic's parser, which refuses
+    deep nesting instead of overflowing the stack."""
+    try:
+        if isinstance(raw, dict):
+            return model.model_validate(raw)
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as e:
+        if e.errors(include_url=False)[0]["type"].startswith("json_"):
+            raise InvalidInput(root, "is not valid JSON (or nests too deeply)") from None
+        raise from_validation_error(e, dict_root if isinstance(raw, dict) else root) from None

@@ -15,9 +15,9 @@ import json
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from jupyterhub_civis.errors import InvalidInput, from_validation_error
+from jupyterhub_civis.errors import InvalidInput, parse_model
 
 # ---------------------------------------------------------------- result ids
 
@@ -133,17 +133,7 @@ class ListQuery(BaseModel):
 
 
 def _validate(model: type[BaseModel], raw: str | bytes | dict, root: str):
-    """``raw`` (JSON text, or already-decoded values) as ``model``; ``InvalidInput`` naming
-    the offending field otherwise. JSON is decoded by pydantic's parser, which refuses
-    deep nesting instead of overflowing the stack."""
-    try:
-        if isinstance(raw, dict):
-            return model.model_validate(raw)
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as e:
-        if e.errors(include_url=False)[0]["type"].startswith("json_"):
-            raise InvalidInput(root, "is not valid JSON (or nests too deeply)") from None
-        raise from_validation_error(e, root) from None
+    return parse_model(model, raw, root, dict_root=root)
 
 
 def parse_upload_header(raw: str | None) -> UploadHeader:

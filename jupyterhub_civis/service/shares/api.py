@@ -27,6 +27,7 @@ from tornado import web
 from jupyterhub_civis.service.handlers.base import APIHandler
 from jupyterhub_civis.service.handlers.results import ResultHandler
 from jupyterhub_civis.service.shares import hub, policy, schemas
+from jupyterhub_civis.service.shares.access import ShareAccess
 from jupyterhub_civis.service.shares.store import ShareInfo, ShareNotFound
 from jupyterhub_civis.service.store import NotFound
 
@@ -60,22 +61,7 @@ def audience(body: schemas.AudienceBody) -> policy.Audience:
     return policy.Audience(frozenset(body.users), frozenset(body.groups), body.everyone)
 
 
-class SharesBase(APIHandler):
-    @property
-    def shares(self):
-        return self.settings["shares"]
-
-    def share_not_found(self) -> web.HTTPError:
-        return web.HTTPError(404, policy.NOT_FOUND)
-
-    async def viewable(self, share_id: str) -> ShareInfo:
-        """The share if the caller may open it; the one 404 otherwise."""
-        try:
-            return await self.run(
-                self.shares.for_viewer, self.caller.user, self.caller.groups, share_id
-            )
-        except ShareNotFound:
-            raise self.share_not_found() from None
+class SharesBase(ShareAccess, APIHandler):
 
     def body_json(self, info: ShareInfo) -> dict:
         out = info.to_json(for_owner=info.owner == self.caller.user)

@@ -19,28 +19,14 @@ from tornado import web
 from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.service.pages import PageHandler
 from jupyterhub_civis.service.shares import policy, render, schemas
+from jupyterhub_civis.service.shares.access import ShareAccess
 from jupyterhub_civis.service.shares.api import SHARE_ID, audience, revoke_share
 from jupyterhub_civis.service.shares.store import ShareInfo, ShareNotFound
 
 
-class SharePage(PageHandler):
-    @property
-    def shares(self):
-        return self.settings["shares"]
-
-    def share_not_found(self) -> web.HTTPError:
-        return web.HTTPError(404, policy.NOT_FOUND)
-
+class SharePage(ShareAccess, PageHandler):
     def page_namespace(self) -> dict:
         return {**super().page_namespace(), "utc": utc, "title_of": policy.display_title}
-
-    async def viewable(self, share_id: str) -> ShareInfo:
-        try:
-            return await self.run(
-                self.shares.for_viewer, self.caller.user, self.caller.groups, share_id
-            )
-        except ShareNotFound:
-            raise self.share_not_found() from None
 
     def version_of(self, info: ShareInfo):
         try:

@@ -13,11 +13,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 
-from jupyterhub_civis.errors import InvalidInput, from_validation_error
+from jupyterhub_civis.errors import parse_model
 
 #: The largest notebook a share version may hold (its .ipynb bytes, outputs included).
 MAX_NOTEBOOK_BYTES = 64 << 20
@@ -91,14 +90,7 @@ class ViewQuery(_Body):
 
 def parse(model: type[BaseModel], raw: bytes | dict, root: str = "body"):
     """``raw`` (a JSON body, or query arguments as a dict) as ``model``."""
-    try:
-        if isinstance(raw, dict):
-            return model.model_validate(raw)
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as e:
-        if e.errors(include_url=False)[0]["type"].startswith("json_"):
-            raise InvalidInput(root, "is not valid JSON (or nests too deeply)") from None
-        raise from_validation_error(e, root if not isinstance(raw, dict) else "") from None
+    return parse_model(model, raw, root)
 
 
 def fields_set(body: BaseModel) -> set[str]:
