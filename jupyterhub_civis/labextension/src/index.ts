@@ -5,6 +5,9 @@
  * asks for audience / expiry / title, and publishes it through this server's
  * `civis/shares/publish` endpoint (the first time a new link, then new versions of
  * the same link); the answer is the link, with a Copy button.
+ *
+ * "Queries (live status)" (File menu, command palette) opens this server's query-cache
+ * status page in a new browser tab.
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import {
@@ -15,13 +18,16 @@ import {
   showErrorMessage,
   ToolbarButton
 } from '@jupyterlab/apputils';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { IMainMenu } from '@jupyterlab/mainmenu';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
 import { buildShareRequest, FormValues, ShareRequest } from './request';
+import { statusPageUrl } from './status';
 
 const COMMAND = 'jupyterhub-civis:share';
+const STATUS_COMMAND = 'jupyterhub-civis:query-status';
 
 function field(label: string, input: HTMLInputElement): HTMLElement {
   const row = document.createElement('label');
@@ -145,6 +151,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     palette?.addItem({ command: COMMAND, category: 'Notebook Operations' });
     mainMenu?.fileMenu.addGroup([{ command: COMMAND }], 100);
+
+    // the query cache's live status page of this server, in a new browser tab
+    app.commands.addCommand(STATUS_COMMAND, {
+      label: 'Queries (live status)',
+      caption: "This server's warehouse queries: running, finished, cached; Cancel",
+      execute: () => {
+        window.open(statusPageUrl(PageConfig.getBaseUrl()), '_blank', 'noopener');
+      }
+    });
+    palette?.addItem({ command: STATUS_COMMAND, category: 'Civis' });
+    mainMenu?.fileMenu.addGroup([{ command: STATUS_COMMAND }], 101);
     app.docRegistry.addWidgetExtension('Notebook', {
       createNew: (panel: NotebookPanel) => {
         const button = new ToolbarButton({
