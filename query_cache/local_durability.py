@@ -6,6 +6,10 @@ only after it is fsynced; a copy that became visible before its fsync (one
 fetched from the durable tier) is named by a ``.unsynced-<pid>-<result id>``
 marker until the background fsync finishes. ``LocalStore.recover`` reads these
 names: a temp file or marker whose writer process is gone is a crash's leftover.
+A result written here is visible before its fsync too (a small query's answer
+does not wait for the disk); its row in the ``unsynced`` table, committed in the
+same SQLite transaction as the result's row, names it until the background fsync
+of the file and the folder is done (see ``LocalStore._commit``).
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import os
 TMP_PREFIX = ".tmp-"
 UNSYNCED_PREFIX = ".unsynced-"  # + <pid>-<result id>: a visible copy not yet fsynced
 SUFFIX = ".arrow"
+# files this process committed and has yet to fsync (any LocalStore in it): a store
+# reopened meanwhile in the same process must not take them for a dead writer's
+SYNCING: set[str] = set()
 
 
 class Flusher:
     """fsync a file being written in the background every ``step`` bytes, so the
-    final fsync before the rename (needed for crash safety) has little left to do."""
+    final fsync after the commit (needed for crash safety) has little left to do."""
 
     step = 32 << 20
 
@@ -38,10 +45,10 @@ class Flusher:
             self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="civis-fsync")
         self.pending = self.pool.submit(os.fdatasync, self.fd)
 
-    def final(self):
+    def settle(self):
+        """Wait for the background flush still running (its errors surface here)."""
         if self.pending is not None:
             self.pending.result()
-        os.fsync(self.fd)
 
     def close(self):
         if self.pool is not None:
@@ -63,6 +70,10 @@ def writer_alive(name: str, prefix: str = TMP_PREFIX) -> bool:
         pid = int(name[len(prefix) :].split("-", 1)[0])
     except ValueError:
         return False
+    return pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # our own leftovers from before a restart of this same pid cannot exist
     try:

@@ -24,10 +24,12 @@ import sqlalchemy as sa
 
 from jupyterhub_civis.query_cache.local_durability import (  # noqa: F401 (re-exported)
     SUFFIX,
+    SYNCING,
     TMP_PREFIX,
     UNSYNCED_PREFIX,
     Flusher,
     fsync_path,
+    pid_alive,
     sync_and_unmark,
     writer_alive,
 )
@@ -44,6 +46,15 @@ results_table = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("last_access", sa.Float, nullable=False),
+)
+# results written here whose file is visible but not yet fsynced (row and file may be
+# torn by a power cut): the same transaction that commits the result adds this row,
+# the background fsync deletes it; recover() drops results whose writer died first
+unsynced_table = sa.Table(
+    "unsynced",
+    _meta,
+    sa.Column("result_id", sa.String(64), primary_key=True),
+    sa.Column("pid", sa.Integer, nullable=False),
 )
 pins_table = sa.Table(
     "pins",
@@ -92,8 +103,7 @@ class PendingFile:
                         flusher.maybe_flush(written)
                         if on_progress:
                             on_progress(self.rows, written)
-            flusher.final()
-            self._synced = True
+            flusher.settle()  # the final fsync runs after commit, off the response path
         finally:
             flusher.close()
 
@@ -137,19 +147,20 @@ class PendingFile:
         durable_elsewhere: bool = False,
         pins: Iterable[str] = (),
     ) -> StoredResult:
-        """Make the file visible as ``result_id``, fsynced first: a crash never
-        leaves a committed row over a torn file.
+        """Make the file visible as ``result_id``: a crash never leaves a committed
+        row over a torn file. A file written here is fsynced in the background; until
+        then a row in ``unsynced`` (same transaction) names it, and ``recover`` drops
+        the result if this process died before the sync.
 
         ``durable_elsewhere``: the file is a copy of a result kept durably
         elsewhere (the Hub service). It becomes visible at once and is fsynced in
         the background; until then a marker names it, and ``recover`` drops it
         (to be fetched again) if this process died before the sync.
         """
-        if not (self._synced or durable_elsewhere):
-            fsync_path(self.path)
-            self._synced = True
         if self._synced:
             return self.store._commit(self, result_id, key, created, pins)
+        if not durable_elsewhere:
+            return self.store._commit(self, result_id, key, created, pins, unsynced=True)
         marker = self.store._mark_unsynced(result_id)
         try:
             result = self.store._commit(self, result_id, key, created, pins)
@@ -223,8 +234,12 @@ class LocalStore(ResultStore):
                 if name.startswith(UNSYNCED_PREFIX) and not writer_alive(name, UNSYNCED_PREFIX):
                     unsynced.add(name.split("-", 2)[2])
                     os.unlink(os.path.join(self.directory, name))
+            for row in conn.execute(sa.select(unsynced_table)).all():
+                if not pid_alive(row.pid) and self._path(row.result_id) not in SYNCING:
+                    unsynced.add(row.result_id)
             if unsynced:
-                conn.execute(results_table.delete().where(results_table.c.result_id.in_(unsynced)))
+                for table in (results_table, pins_table, unsynced_table):
+                    conn.execute(table.delete().where(table.c.result_id.in_(unsynced)))
                 known -= unsynced
             on_disk = set()
             for name in names:
@@ -267,7 +282,14 @@ class LocalStore(ResultStore):
         return PendingFile(self)
 
     def _commit(
-        self, pending: PendingFile, result_id: str, key: str, created: float | None, pins=()
+        self,
+        pending: PendingFile,
+        result_id: str,
+        key: str,
+        created: float | None,
+        pins=(),
+        *,
+        unsynced: bool = False,
     ):
         size = os.path.getsize(pending.path)
         now = time.time()
@@ -288,6 +310,11 @@ class LocalStore(ResultStore):
                 )
                 for owner in sorted(set(pins)):
                     conn.execute(pins_table.insert().values(result_id=result_id, owner=owner))
+                if unsynced:
+                    SYNCING.add(self._path(result_id))
+                    conn.execute(
+                        unsynced_table.insert().values(result_id=result_id, pid=os.getpid())
+                    )
                 os.replace(pending.path, self._path(result_id))
         except sa.exc.IntegrityError:
             # another server sharing this folder stored the same durable result first
@@ -295,7 +322,10 @@ class LocalStore(ResultStore):
             if existing is None:
                 raise
             return existing
-        self._fsync_dir()
+        if unsynced:
+            self._background(self._sync_written, result_id)
+        else:
+            self._fsync_dir()
         return StoredResult(result_id, key, pending.rows, size, created, self._path(result_id))
 
     def open_reader(self, result):
@@ -309,12 +339,25 @@ class LocalStore(ResultStore):
         return marker
 
     def _sync_later(self, path: str, marker: str) -> None:
+        self._background(sync_and_unmark, path, marker)
+
+    def _background(self, fn, *args) -> concurrent.futures.Future:
         with self._lock:
             if self._syncer is None:
                 self._syncer = concurrent.futures.ThreadPoolExecutor(
                     1, thread_name_prefix="civis-hot-sync"
                 )
-        self._syncer.submit(sync_and_unmark, path, marker)
+        return self._syncer.submit(fn, *args)
+
+    def _sync_written(self, result_id: str) -> None:
+        try:
+            fsync_path(self._path(result_id))
+        except FileNotFoundError:
+            pass  # evicted meanwhile
+        self._fsync_dir()  # the rename is on disk before the mark goes
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(unsynced_table.delete().where(unsynced_table.c.result_id == result_id))
+        SYNCING.discard(self._path(result_id))
 
     def _fsync_dir(self):
         fsync_path(self.directory)

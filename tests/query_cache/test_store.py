@@ -8,9 +8,15 @@ import sys
 
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 from civis_test_support import wait_for
 
-from jupyterhub_civis.query_cache.local_store import TMP_PREFIX, UNSYNCED_PREFIX, LocalStore
+from jupyterhub_civis.query_cache.local_store import (
+    TMP_PREFIX,
+    UNSYNCED_PREFIX,
+    LocalStore,
+    unsynced_table,
+)
 from jupyterhub_civis.query_cache.store import ResultTooLarge
 
 
@@ -145,3 +151,38 @@ def test_put_with_pins_is_pinned_from_the_start(tmp_path):
     loose = store.put("k2", SCHEMA, batches())
     assert store.is_pinned(pinned.result_id) and not store.is_pinned(loose.result_id)
     assert store.evict() == [loose.result_id]
+
+
+def test_a_written_result_is_visible_before_its_fsync_and_marked_until_then(tmp_path):
+    store = LocalStore(str(tmp_path))
+    result = store.put("k", SCHEMA, batches())
+    assert store.open_reader(store.get(result.result_id)).read_all().num_rows == 300
+    # the mark, committed with the row, goes once the background fsync is done
+    wait_for(lambda: not unsynced_rows(store))
+    assert LocalStore(str(tmp_path)).get(result.result_id) == result
+
+
+def unsynced_rows(store):
+    with store.engine.connect() as conn:
+        return {(r.result_id, r.pid) for r in conn.execute(sa.select(unsynced_table))}
+
+
+def test_recover_drops_results_whose_writer_died_before_their_fsync(tmp_path):
+    store = LocalStore(str(tmp_path))
+    torn = store.put("k", SCHEMA, batches(), pins=["a.ipynb"])
+    kept = store.put("k2", SCHEMA, batches())
+    wait_for(lambda: not unsynced_rows(store))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    # what a server killed between the commit and its background fsync leaves behind,
+    # and the mark of a live writer (left alone)
+    with store.engine.begin() as conn:
+        conn.execute(unsynced_table.insert().values(result_id=torn.result_id, pid=int(dead.stdout)))
+        conn.execute(unsynced_table.insert().values(result_id=kept.result_id, pid=os.getppid()))
+
+    reopened = LocalStore(str(tmp_path))
+    assert reopened.get(torn.result_id) is None and not os.path.exists(torn.path)
+    assert not reopened.is_pinned(torn.result_id)
+    assert reopened.get(kept.result_id) is not None
+    assert unsynced_rows(reopened) == {(kept.result_id, os.getppid())}
