@@ -1,4 +1,5 @@
-"""The status page in headless Chromium: it shows a running query and its Cancel stops it."""
+"""The status page in headless Chromium: it shows a running query and its Cancel stops it;
+JupyterLab's File menu opens it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import time
 import uuid
 
 import pytest
+from civis_service_support import logged_in_page
 from civis_test_support import HubRun, HubServer
+from playwright.sync_api import expect
 
 from tests.query_cache.conftest import wait_for
 
@@ -129,3 +132,35 @@ def test_status_page_through_the_hub_lists_updates_and_cancels(page_hub, pg, bro
         assert "My queries" in page.title() + page.locator("body").inner_text()
     finally:
         page.close()
+
+
+@pytest.mark.hub
+def test_jupyterlab_menu_opens_the_status_page_through_the_hub(page_hub, browser):
+    hub = page_hub
+    user = hub.create_user("labmenu")
+    hub.start_and_wait(user, "lab", {"environment": "python"})
+    server = HubServer(hub, user, "lab")
+    marker = f"lab_menu_{uuid.uuid4().hex[:8]}"
+    r = server.api("POST", "civis/queries", json={"sql": f"select 1 as n /* {marker} */"})
+    assert r.status_code == 201, r.text
+    done = r.json()
+
+    page = logged_in_page(browser, hub, user)
+    page.set_default_timeout(120_000)
+    page.goto(f"{hub.url}/user/{user}/lab/lab")
+    page.locator(".lm-MenuBar-itemLabel", has_text="File").click()
+    with page.context.expect_page() as opened:
+        page.locator(".lm-Menu-itemLabel", has_text="Queries (live status)").click()
+    status = opened.value
+    status.wait_for_url(f"**/user/{user}/lab/civis/queries/status")
+    row = status.locator(f"tr[data-id='{done['id']}'][data-state='done']")
+    row.wait_for()
+    assert marker in row.locator("td.sql").inner_text()
+    assert status.locator("#error").inner_text() == ""
+
+    # and in the command palette
+    page.keyboard.press("Control+Shift+C")
+    page.keyboard.type("Queries (live")
+    expect(page.locator(".lm-CommandPalette-item", has_text="Queries (live status)")).to_have_count(
+        1
+    )
