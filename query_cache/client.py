@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import glob
 import html
+import http.client
 import json
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,24 +135,33 @@ class _Api:
     def request(
         self, method: str, path: str, body: Any = None, *, raw: bool = False, timeout: float = 120
     ):
-        url = self.server.url + path
+        url = urllib.parse.urlsplit(self.server.url + path)
+        kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        headers = {"Authorization": f"token {self.server.token}"} if self.server.token else {}
         data = (
             json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
         )
-        req = urllib.request.Request(url, data=data, method=method)
-        if self.server.token:
-            req.add_header("Authorization", f"token {self.server.token}")
         if body is not None:
-            req.add_header("Content-Type", "application/json")
+            headers["Content-Type"] = "application/json"
+        conn = kind(url.netloc, timeout=timeout)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                payload = resp.read()
-        except urllib.error.HTTPError as e:
+            # closed on the way out, an interrupt included: the server cancels a
+            # query whose submit was still waiting for it
+            conn.request(method, url.path + (f"?{url.query}" if url.query else ""), data, headers)
+            resp = conn.getresponse()
+            payload = resp.read()
+        except OSError as e:
+            raise QueryError(
+                f"cannot reach this server's query cache at {url.netloc}: {e}"
+            ) from None
+        finally:
+            conn.close()
+        if resp.status >= 400:
             try:
-                message = json.loads(e.read()).get("message") or str(e)
+                message = json.loads(payload).get("message") or resp.reason
             except Exception:
-                message = str(e)
-            raise QueryError(message) from None
+                message = f"HTTP {resp.status} {resp.reason}"
+            raise QueryError(message)
         return payload if raw else json.loads(payload)
 
 
@@ -253,16 +261,21 @@ def _query_stored(
         "connection": connection,
         "mode": mode,
         "max_age": max_age,
+        "wait": 0.5,  # a short query is done in the submit's answer
     }
     kernel_id = _kernel_id()
     if kernel_id:
         body["kernel_id"] = kernel_id
     display = _Progress(progress, api.server.status_page)
     try:
+        # an interrupt here closes the connection, which cancels the query
         status = api.request("POST", "civis/queries", body)
     except QueryError as e:
         display.update({"state": "rejected", "elapsed": 0, "rows": 0})
         raise QueryError(e.message, sql=sql) from None
+    except KeyboardInterrupt:
+        display.update({"state": "cancelled", "elapsed": 0, "rows": 0})
+        raise KeyboardInterrupt("query cancelled") from None
     try:
         while status["state"] not in FINAL:
             display.update(status)

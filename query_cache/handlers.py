@@ -2,7 +2,9 @@
 
 Under ``{base_url}civis/queries``:
 
-- ``POST   /civis/queries``                 submit -> 201 + status JSON (has ``id``)
+- ``POST   /civis/queries``                 submit -> 201 + status JSON (has ``id``);
+                                            ``"wait": S`` answers once done or after S s;
+                                            closing the connection meanwhile cancels
 - ``GET    /civis/queries``                 this server's running and recent queries
 - ``GET    /civis/queries/<id>``            status; ``?wait=S&version=V`` waits up to S
                                             seconds for a change after version V;
@@ -17,6 +19,7 @@ Under ``{base_url}civis/queries``:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import string
 
@@ -66,15 +69,34 @@ class QueriesHandler(_Base):
         records = [r.to_json() for r in reversed(self.manager.records.values())]
         self.finish({"queries": records})
 
+    waiting = None  # the query this request waits for; its client leaving cancels it
+
     @web.authenticated
     @authorized
     async def post(self):
         try:
-            record = await self.manager.submit(self._json_body())
+            body = self._json_body()
+            wait = body.pop("wait", None)
+            if wait is not None and (
+                isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 5
+            ):
+                raise InvalidInput("wait", "seconds to wait for the result, 0 to 5")
+            record = await self.manager.submit(body)
         except InvalidInput as e:
             return self._bad_request(e.field, e.message)
+        if wait:
+            # a short query is done in this answer: no poll round trip. The client
+            # has no id to cancel by yet, so an interrupt closes the connection
+            self.waiting = record
+            await self.manager.wait_final(record, float(wait))
+            self.waiting = None
         self.set_status(201)
         self.finish(record.to_json())
+
+    def on_connection_close(self):
+        if self.waiting is not None:
+            self.cancelling = asyncio.ensure_future(self.manager.cancel(self.waiting))
+        super().on_connection_close()
 
 
 class NotebookHandler(_Base):

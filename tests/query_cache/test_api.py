@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
+import json
 import time
 import uuid
 
@@ -121,6 +123,8 @@ def test_bad_input_is_400_naming_the_field(server):
         ({"sql": "", "mode": "refresh"}, "sql"),
         ({"sql": "select 1", "max_age": -1}, "max_age"),
         ({"sql": "select $1::int", "params": {"a": 1}}, "params"),
+        ({"sql": "select 1", "wait": 6}, "wait"),
+        ({"sql": "select 1", "wait": "soon"}, "wait"),
     ]
     before = len(server.api("GET", "civis/queries").json()["queries"])
     for body, field in cases:
@@ -142,6 +146,25 @@ def test_status_wait_final_answers_once_the_query_ends(server):
     r = server.api("GET", f"civis/queries/{status['id']}?wait=0.3&final=1")
     assert r.json()["state"] in ("queued", "running"), r.text
     assert server.api("POST", f"civis/queries/{status['id']}/cancel").status_code == 200
+
+
+def test_submit_with_wait_answers_done_and_a_dropped_connection_cancels(server, pg):
+    r = server.api("POST", "civis/queries", json={"sql": f"select 1 /* {uniq()} */", "wait": 5})
+    assert r.status_code == 201 and r.json()["state"] == "done" and r.json()["rows"] == 1
+
+    # the kernel client's interrupt while its submit waits: it closes the connection
+    marker = f"cancel_drop_{uniq()}"
+    port = int(server.url.rsplit(":", 1)[1].strip("/"))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body = json.dumps({"sql": f"select pg_sleep(60), '{marker}'", "mode": "refresh", "wait": 5})
+    conn.request("POST", "/civis/queries", body, {"Authorization": f"token {server.token}"})
+    wait_for(lambda: pg.active(marker), 20, message="the query to reach PostgreSQL")
+    conn.close()
+    wait_for(lambda: not pg.active(marker), 5, message="pg_stat_activity to drop the query")
+    status = next(
+        q for q in server.api("GET", "civis/queries").json()["queries"] if marker in q["sql"]
+    )
+    assert status["state"] == "cancelled"
 
 
 def test_api_requires_authentication(server):
