@@ -134,6 +134,10 @@ class PendingFile:
                     raise OSError(f"the handed-over file ended at {offset} of {size} bytes")
                 offset += sent
 
+    def sync(self) -> None:
+        fsync_path(self.path)
+        self._synced = True
+
     def wrote(self, rows: int) -> None:
         """The caller wrote a complete Arrow IPC file of ``rows`` rows to ``path``."""
         self.rows = rows
@@ -167,7 +171,7 @@ class PendingFile:
         except BaseException:
             os.unlink(marker)
             raise
-        self.store._sync_later(result.path, marker)
+        self.store._background(sync_and_unmark, result.path, marker)
         return result
 
 
@@ -337,9 +341,6 @@ class LocalStore(ResultStore):
             pass
         self._fsync_dir()  # the marker is on disk before the row can be
         return marker
-
-    def _sync_later(self, path: str, marker: str) -> None:
-        self._background(sync_and_unmark, path, marker)
 
     def _background(self, fn, *args) -> concurrent.futures.Future:
         with self._lock:

@@ -65,6 +65,7 @@ class TieredStore(ResultStore):
     ):
         with self.hot.new_file() as pending:
             pending.write_batches(schema, batches, max_bytes=max_bytes, on_progress=on_progress)
+            pending.sync()  # the service may adopt this very file (a hard link) as durable
             try:
                 info = self.durable.put_file(
                     key, pending.path, pending.rows, sql=sql, connection=connection, pins=pins
