@@ -29,9 +29,14 @@ def people(report_hub):
     return {role: person(role) for role in ("powner", "pviewer", "pstranger")}
 
 
+def base(report_hub) -> str:
+    """The service's pages as a browser reaches them: through the hub's proxy."""
+    return report_hub.url + "/services/civis/"
+
+
 def page_of(report_hub, browser, user, path):
     page = logged_in_page(browser, report_hub, user)
-    response = page.goto(report_hub.service + path)
+    response = page.goto(base(report_hub) + path)
     return page, response
 
 
@@ -61,7 +66,7 @@ def test_report_page_refresh_history_rights_and_failure(report_hub, people, ware
     expect(page.locator("#report-refreshers")).to_have_text("the owner")
     assert page.locator("#report-frame").get_attribute("sandbox") == ""
     expect(frame_text(page)).to_contain_text('"amount":1}')
-    direct = page.context.request.get(report_hub.service + f"r/{rid}/render?run={first['id']}")
+    direct = page.context.request.get(base(report_hub) + f"r/{rid}/render?run={first['id']}")
     csp = direct.headers["content-security-policy"]
     assert csp.startswith("sandbox;") and "allow-scripts" not in csp
 
@@ -74,7 +79,7 @@ def test_report_page_refresh_history_rights_and_failure(report_hub, people, ware
     expect(page.locator("#report-progress")).to_be_hidden()
 
     # history: both runs; the first still opens with the old data; compare shows both
-    page.goto(report_hub.service + f"r/{rid}/history")
+    page.goto(base(report_hub) + f"r/{rid}/history")
     rows = page.locator("tr.report-run")
     expect(rows).to_have_count(2)
     expect(rows.nth(0)).to_contain_text(owner)  # started by the owner's click
@@ -86,15 +91,15 @@ def test_report_page_refresh_history_rights_and_failure(report_hub, people, ware
     expect(frame_text(page, "#compare-2")).to_contain_text('"amount":10}')
 
     # the owner's links: Shared by me and My queries list the report
-    for where in ("shares/mine", "queries"):
-        page.goto(report_hub.service + where)
+    for where in ("shares/mine", ""):  # "Shared by me", "My queries"
+        page.goto(base(report_hub) + where)
         page.locator(f"#my-reports li[data-report-id='{rid}'] a.report-link").click()
         expect(page.locator("#report-title")).to_have_text("Weekly sales")
 
     # a refresh that fails keeps the last good run; the owner sees the failing cell
     failed = api.wait_final(rid, api.refresh(rid, parameters={"fail": True})["id"])
     assert failed["status"] == "failed", failed
-    page.goto(report_hub.service + f"r/{rid}")
+    page.goto(base(report_hub) + f"r/{rid}")
     expect(page.locator("#report-error")).to_contain_text("asked to fail")
     expect(page.locator("#report-error-output")).to_contain_text("AssertionError")
     expect(frame_text(page)).to_contain_text('"amount":10}')
@@ -113,18 +118,18 @@ def test_report_page_refresh_history_rights_and_failure(report_hub, people, ware
     )
     assert status == 403
     assert viewer_api.request("POST", f"/{rid}/runs", json={}).status_code == 403
-    vpage.goto(report_hub.service + f"r/{rid}/history")
+    vpage.goto(base(report_hub) + f"r/{rid}/history")
     expect(vpage.locator(".run-error")).to_have_count(0)
 
     # a stranger: the same 404 page as a link that does not exist
     spage, response = page_of(report_hub, browser, stranger, f"r/{rid}")
     assert response.status == 404
     theirs = spage.locator("#civis-page").inner_text()
-    response = spage.goto(report_hub.service + f"r/{uuid.uuid4().hex}")
+    response = spage.goto(base(report_hub) + f"r/{uuid.uuid4().hex}")
     assert response.status == 404
     assert spage.locator("#civis-page").inner_text() == theirs
     for path in (f"r/{rid}/history", f"r/{rid}/render?run={first['id']}"):
-        assert spage.goto(report_hub.service + path).status == 404
+        assert spage.goto(base(report_hub) + path).status == 404
 
 
 def beacon(name: str) -> str:
@@ -156,7 +161,7 @@ def test_hostile_outputs_of_a_run_never_execute(report_hub, people, browser):
     seen = []
     page.on("request", lambda r: seen.append(r.url) if BEACON in r.url else None)
     page.context.route(f"**{BEACON}**", lambda route: route.fulfill(status=204))
-    page.goto(report_hub.service + f"r/{report['id']}")
+    page.goto(base(report_hub) + f"r/{report['id']}")
     page.evaluate(beacon("control"))  # a script that does run is seen
     page.wait_for_load_state("networkidle")
     assert seen == [report_hub.url + BEACON + "control"]

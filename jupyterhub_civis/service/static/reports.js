@@ -18,7 +18,8 @@
 
   async function follow() {
     for (;;) {
-      const r = await fetch(api, { credentials: "same-origin" });
+      // a cookie caller's GET needs the XSRF token too (the hub's rule for fetches)
+      const r = await fetch(api, { credentials: "same-origin", headers });
       if (!r.ok) {
         say(`Could not follow the run (${r.status}).`);
         return;
