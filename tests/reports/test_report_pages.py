@@ -89,6 +89,10 @@ def test_report_page_refresh_history_rights_and_failure(report_hub, people, ware
     page.click("#report-compare-link")
     expect(frame_text(page, "#compare-1")).to_contain_text('"amount":1}')
     expect(frame_text(page, "#compare-2")).to_contain_text('"amount":10}')
+    change = page.locator("tr.compare-change")
+    expect(change).to_have_count(1)  # only the query cell printed something else
+    expect(change.locator(".before")).to_contain_text('"amount":1}')
+    expect(change.locator(".after")).to_contain_text('"amount":10}')
 
     # the owner's links: Shared by me and My queries list the report
     for where in ("shares/mine", ""):  # "Shared by me", "My queries"

@@ -6,7 +6,8 @@
 - ``GET r/<id>/render?run=<run>``     that run's executed notebook, rendered exactly as a
                                       shared snapshot (``shares.render``, same CSP sandbox)
 - ``GET r/<id>/history``              every run: trigger, status, duration, error (owner)
-- ``GET r/<id>/compare?run=<run>``    a run next to the latest successful one
+- ``GET r/<id>/compare?run=<run>``    a run next to the latest successful one, and the
+                                      code cells whose text output changed (``diff.py``)
 
 Refresh is the REST API's ``POST api/reports/<id>/runs`` (XSRF header) from
 ``static/reports.js``, which then polls ``GET api/reports/<id>`` for progress.
@@ -15,12 +16,13 @@ Someone who may not view the report gets the same 404 page as for a missing link
 
 from __future__ import annotations
 
+import json
 import re
 
 from tornado import web
 
 from jupyterhub_civis.service.pages import PageHandler
-from jupyterhub_civis.service.reports import policy
+from jupyterhub_civis.service.reports import diff, policy
 from jupyterhub_civis.service.reports.access import ReportAccess
 from jupyterhub_civis.service.reports.store import report_json, run_json
 from jupyterhub_civis.service.shares import render
@@ -112,7 +114,9 @@ class Compare(ReportPage):
             raise web.HTTPError(400, "run: say which run to compare with the latest (?run=<id>)")
         older = await self.shown_run(row, run_id)
         latest = await self.run(self.reports.store.latest_good, row.id)
-        self.render_page("report_compare.html", older=run_json(older),
+        changes = diff.changed_cells(json.loads(older.notebook), json.loads(latest.notebook)) \
+            if latest else []
+        self.render_page("report_compare.html", older=run_json(older), changes=changes,
                          latest=run_json(latest) if latest else None, **self.facts(row))
 
 
