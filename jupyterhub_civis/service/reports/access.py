@@ -42,6 +42,15 @@ class ReportAccess:
             raise web.HTTPError(404, "run not found")
         return report, run
 
+    async def shown_run(self, row, run_id):
+        """The run to show: ``run_id`` (if it ran to the end, or for the owner) or the latest good."""
+        if run_id is None:
+            return await self.run(self.reports.store.latest_good, row.id)
+        _, run = await self.report_run(row.id, run_id)
+        if run.notebook is None or (run.status != "done" and self.caller.user != row.owner):
+            raise web.HTTPError(404, "this run has no executed notebook")
+        return run
+
     async def view(self, row):
         """The latest good run and the run going; a stale report starts a refresh on view."""
         store = self.reports.store

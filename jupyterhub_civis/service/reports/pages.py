@@ -42,15 +42,6 @@ class ReportPage(ReportAccess, PageHandler):
             raise web.HTTPError(404, "run not found")
         return run_id
 
-    async def shown_run(self, row, run_id):
-        """The run to show: ``run_id`` (if it ran to the end, or for the owner) or the latest good."""
-        if run_id is None:
-            return await self.run(self.reports.store.latest_good, row.id)
-        _, run = await self.report_run(row.id, run_id)
-        if run.notebook is None or (run.status != "done" and self.caller.user != row.owner):
-            raise web.HTTPError(404, "this run has no executed notebook")
-        return run
-
     def facts(self, row) -> dict:
         viewers = policy.loads(row.viewers, [])
         user = self.caller.user
@@ -130,7 +121,7 @@ class RenderedRun(ReportAccess, Rendered):
         run_id = self.get_argument("run", "")
         if not RUN_ID.match(run_id):
             raise web.HTTPError(404, "run not found")
-        run = await ReportPage.shown_run(self, row, run_id)
+        run = await self.shown_run(row, run_id)
         cache = self.settings["render_cache"]
         key = (f"report-run:{run.id}", 0)
         cached = cache.get(key)
