@@ -14,12 +14,13 @@ from __future__ import annotations
 from jupyterhub_civis.service.handlers import ops, queries, results
 from jupyterhub_civis.service.pages import MenuLink
 from jupyterhub_civis.service.reports import handlers as reports
+from jupyterhub_civis.service.reports import pages as reports_pages
 from jupyterhub_civis.service.shares import api as shares_api
 from jupyterhub_civis.service.shares import copy as shares_copy
 from jupyterhub_civis.service.shares import pages as shares_pages
 
 # shares' and reports' APIs before results' catch-all "api/.*"; "My queries" first in the menu
-RESOURCES = (ops, shares_api, reports, results, queries, shares_pages, shares_copy)
+RESOURCES = (ops, shares_api, reports, results, queries, shares_pages, shares_copy, reports_pages)
 
 
 def _under(prefix: str, path: str) -> str:

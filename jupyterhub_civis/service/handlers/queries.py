@@ -18,9 +18,12 @@ class QueriesPage(PageHandler):
     async def get(self):
         owner = self.require_user()
         infos = await self.run(self.store.list, owner)
-        runs = await self.run(self.settings["reports"].store.running, owner)
+        reports = self.settings["reports"].store
+        runs = await self.run(reports.running, owner)
+        owned = [r for r in await self.run(reports.visible, owner) if r["owner"] == owner]
         self.render_page(
-            "queries.html", results=infos, runs=runs, message=self.get_argument("message", "")
+            "queries.html", results=infos, runs=runs, reports=owned,
+            message=self.get_argument("message", ""),
         )
 
 

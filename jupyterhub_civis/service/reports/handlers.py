@@ -27,7 +27,8 @@ from jupyterhub_civis.errors import InvalidInput, from_validation_error
 from jupyterhub_civis.execution import parameters as params
 from jupyterhub_civis.service.handlers.base import APIHandler
 from jupyterhub_civis.service.reports import policy
-from jupyterhub_civis.service.reports.store import NotFound, report_json, run_json
+from jupyterhub_civis.service.reports.access import ReportAccess
+from jupyterhub_civis.service.reports.store import report_json, run_json
 
 ID = r"([0-9a-f]{32})"
 DRAIN_BYTES = 64 << 20
@@ -42,37 +43,7 @@ def _parse(model, body: bytes):
         raise from_validation_error(e) from None
 
 
-class _Base(APIHandler):
-    @property
-    def reports(self):
-        return self.settings["reports"]
-
-    async def report(self, report_id, need="view"):
-        """The report if the caller may ``need`` ("view", "refresh", "manage") it."""
-        user = self.require_user()
-        try:
-            row = await self.run(self.reports.store.get, report_id)
-        except NotFound:
-            raise web.HTTPError(404, policy.NOT_FOUND) from None
-        viewers = policy.loads(row.viewers, [])
-        if not policy.may_view(row.owner, viewers, user):
-            raise web.HTTPError(404, policy.NOT_FOUND)
-        if need == "refresh" and not policy.may_refresh(row.owner, viewers, row.on_demand, user):
-            raise web.HTTPError(403, "only the report's owner may refresh it")
-        if need == "manage" and not policy.may_manage(row.owner, user):
-            raise web.HTTPError(403, "only the report's owner may do this")
-        return row
-
-    async def report_run(self, report_id, run_id, need="view"):
-        report = await self.report(report_id, need)
-        try:
-            run = await self.run(self.reports.store.run, run_id)
-        except NotFound:
-            raise web.HTTPError(404, "run not found") from None
-        if run.report_id != report.id:
-            raise web.HTTPError(404, "run not found")
-        return report, run
-
+class _Base(ReportAccess, APIHandler):
     def checked(self, fn, *args):
         try:
             return fn(*args)
@@ -145,17 +116,6 @@ class ReportHandler(_Base):
             "latest": run_json(latest) if latest else None,
             "running": active,
         })
-
-    async def view(self, row):
-        """The latest good run and the run going; a stale report starts a refresh on view."""
-        store = self.reports.store
-        latest = await self.run(store.latest_good, row.id)
-        active = await self.run(store.active_run, row.id)
-        now = store.clock()
-        if policy.refresh_on_view(row.refresh_after, latest.finished if latest else None,
-                                  active is not None, now):
-            active = await self.reports.start_run(row.id, "view", self.caller.user)
-        return latest, active
 
     async def delete(self, report_id):
         await self.report(report_id, "manage")

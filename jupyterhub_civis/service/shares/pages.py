@@ -79,6 +79,9 @@ class Rendered(SharePage):
             html = await self.run(self.shares.rendered, *key) or await self._render(info, key)
             cached = await self.run(render.Rendering.of, html)
             cache.put(key, cached)
+        self.send_rendering(cached)
+
+    def send_rendering(self, cached: render.Rendering) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "private, max-age=3600")  # a version never changes
         self.set_header("Vary", "Accept-Encoding")
@@ -112,9 +115,11 @@ class SharedByMe(SharePage):
         events = {}
         for info in infos:
             events[info.id] = await self.run(self.shares.events, owner, info.id, 50)
+        reports = await self.run(self.settings["reports"].store.visible, owner)
         self.render_page(
             "shares_mine.html",
             shares=infos,
+            reports=[r for r in reports if r["owner"] == owner],
             events=events,
             message=self.get_argument("message", ""),
         )
