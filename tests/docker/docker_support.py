@@ -92,11 +92,23 @@ def user_containers(client, user: str) -> list[dict]:
 
 
 def remove_user_objects(client, user: str) -> None:
+    """Remove what the hub left of ``user``; what is already gone, or going (the hub
+    stopping a server removes its container too), is fine."""
     for c in user_containers(client, user):
-        client.remove_container(c["Id"], force=True)
+        _removed(client.remove_container, c["Id"], force=True)
     for v in client.volumes().get("Volumes") or []:
         if escaped(user) in v["Name"]:
-            client.remove_volume(v["Name"], force=True)
+            _removed(client.remove_volume, v["Name"], force=True)
+
+
+def _removed(remove, *args, **kwargs) -> None:
+    try:
+        remove(*args, **kwargs)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as e:
+        if e.status_code != 409:  # 409: "removal ... is already in progress"
+            raise
 
 
 def builds(hub, outcome: str = "ok") -> float:
