@@ -159,8 +159,13 @@ def test_jupyterlab_menu_opens_the_status_page_through_the_hub(page_hub, browser
     assert status.locator("#error").inner_text() == ""
 
     # and in the command palette
+    # the status tab took the focus: give it back to JupyterLab before its palette shortcut
+    page.bring_to_front()
+    page.locator("#jp-main-dock-panel").click()
     page.keyboard.press("Control+Shift+C")
-    page.keyboard.type("Queries (live")
+    palette = page.locator(".lm-CommandPalette-input")
+    palette.wait_for()
+    palette.fill("Queries (live")
     expect(page.locator(".lm-CommandPalette-item", has_text="Queries (live status)")).to_have_count(
-        1
+        1, timeout=30_000
     )
