@@ -6,23 +6,11 @@ import time
 import uuid
 
 import nbformat
-import psycopg
 from civis_service_support import service_config
-from civis_test_support import HubServer
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from civis_test_support import PG_ADMIN, HubServer, Postgres  # noqa: F401 (PG_ADMIN re-exported)
 
 
-class Warehouse:
-    def __init__(self, dbname: str):
-        self.dbname = dbname
-        self.url = PG_ADMIN.rsplit("/", 1)[0] + "/" + dbname
-
-    def execute(self, sql: str, params=None):
-        with psycopg.connect(self.url, autocommit=True) as c:
-            cur = c.execute(sql, params)
-            return cur.fetchall() if cur.description else None
-
+class Warehouse(Postgres):
     def table(self, rows: dict[str, int]) -> str:
         """A new table of (region, amount) rows."""
         name = f"sales_{uuid.uuid4().hex[:8]}"
