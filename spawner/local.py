@@ -80,8 +80,10 @@ class CivisLocalSpawner(CivisSpawner, PreloadedStart, SimpleLocalProcessSpawner)
         600,
         config=True,
         help="""
-        Seconds a package installation may take before the spawn fails.
-        ``Spawner.start_timeout`` must be larger, since it includes the build.
+        Seconds a whole environment build (creating the venv, resolving and
+        installing its packages) may take before it is stopped, its processes
+        killed and the spawn fails. ``Spawner.start_timeout`` must be larger,
+        since it includes the build.
         """,
     )
 

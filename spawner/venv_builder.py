@@ -182,7 +182,6 @@ class LayeredVenvBuilder:
 
     async def _build(self, env_id: str, base_prefix: str, requirements, build: _Build) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
-        target = self.path_for(env_id)
         workdir = Path(tempfile.mkdtemp(prefix=f".build-{env_id}-", dir=self.root))
         output: list[str] = []
 
@@ -191,45 +190,9 @@ class LayeredVenvBuilder:
             build.emit(line)
 
         try:
-            base_python = interpreter(os.path.realpath(base_prefix))
-            await self._run(
-                [
-                    self.uv,
-                    "venv",
-                    "--relocatable",
-                    "--quiet",
-                    "--python",
-                    base_python,
-                    str(workdir / "venv"),
-                ],
-                sink,
-            )
-            venv = workdir / "venv"
-            base_paths = await asyncio.to_thread(_site_packages, base_python)
-            own_paths = await asyncio.to_thread(_site_packages, str(venv / "bin" / "python"))
-            # addsitedir (not a bare path) so the base's own .pth files run too:
-            # editable installs and namespace packages of the base stay importable
-            (Path(own_paths[0]) / "_civis_base.pth").write_text(
-                "".join(f"import site; site.addsitedir({p!r})\n" for p in base_paths)
-            )
-            if requirements:
-                await self._install_missing(venv, base_python, requirements, workdir, build, sink)
-            (venv / MARKER).write_text(
-                json.dumps(
-                    {
-                        "id": env_id,
-                        "base": os.path.realpath(base_prefix),
-                        "requirements": list(requirements),
-                    }
-                )
-            )
-            try:
-                os.rename(venv, target)
-            except OSError:
-                if not self.is_built(env_id):
-                    raise
-                # another hub process finished the same build first: use theirs
-            return target
+            # one deadline for the whole build: the operator's timeout bounds what a user waits
+            async with asyncio.timeout(self.timeout):
+                return await self._build_in(env_id, base_prefix, requirements, workdir, build, sink)
         except TimeoutError:
             raise BuildError(
                 f"packages: installing {', '.join(requirements)} took longer than {self.timeout:.0f} s "
@@ -245,6 +208,48 @@ class LayeredVenvBuilder:
             ) from None
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+    async def _build_in(self, env_id, base_prefix, requirements, workdir, build, sink) -> Path:
+        target = self.path_for(env_id)
+        base_python = interpreter(os.path.realpath(base_prefix))
+        await self._run(
+            [
+                self.uv,
+                "venv",
+                "--relocatable",
+                "--quiet",
+                "--python",
+                base_python,
+                str(workdir / "venv"),
+            ],
+            sink,
+        )
+        venv = workdir / "venv"
+        base_paths = await asyncio.to_thread(_site_packages, base_python)
+        own_paths = await asyncio.to_thread(_site_packages, str(venv / "bin" / "python"))
+        # addsitedir (not a bare path) so the base's own .pth files run too:
+        # editable installs and namespace packages of the base stay importable
+        (Path(own_paths[0]) / "_civis_base.pth").write_text(
+            "".join(f"import site; site.addsitedir({p!r})\n" for p in base_paths)
+        )
+        if requirements:
+            await self._install_missing(venv, base_python, requirements, workdir, build, sink)
+        (venv / MARKER).write_text(
+            json.dumps(
+                {
+                    "id": env_id,
+                    "base": os.path.realpath(base_prefix),
+                    "requirements": list(requirements),
+                }
+            )
+        )
+        try:
+            os.rename(venv, target)
+        except OSError:
+            if not self.is_built(env_id):
+                raise
+            # another hub process finished the same build first: use theirs
+        return target
 
     async def _install_missing(self, venv, base_python, requirements, workdir, build, sink):
         """Install what ``requirements`` need beyond the base (see the module docstring)."""
@@ -282,12 +287,11 @@ class LayeredVenvBuilder:
             env=env,
         )
         try:
-            async with asyncio.timeout(self.timeout):
-                async for raw in proc.stdout:
-                    line = raw.decode(errors="replace").rstrip()
-                    if line:
-                        sink(line)
-                code = await proc.wait()
+            async for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                if line:
+                    sink(line)
+            code = await proc.wait()
         except BaseException:
             _kill_group(proc)
             await proc.wait()
