@@ -29,7 +29,8 @@ BUILD_LABEL = "jupyterhub-civis.build"
 def install_command(requirements, *, allow_source_builds: bool) -> list[str]:
     """The command a build container runs (argv, no shell: requirements are never parsed)."""
     extra = [] if allow_source_builds else ["--no-build"]
-    return ["uv", "pip", "install", "--no-progress", *extra, *requirements]
+    # bytecode compiled at build, not on every container start
+    return ["uv", "pip", "install", "--no-progress", "--compile-bytecode", *extra, *requirements]
 
 
 def split_reference(image: str) -> tuple[str, str | None]:
@@ -102,6 +103,7 @@ class DockerImageBuilder(ImageBuilder):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._local = threading.local()
+        self._api_version: str | None = None
 
     @property
     def client(self) -> docker.APIClient:
@@ -109,9 +111,11 @@ class DockerImageBuilder(ImageBuilder):
         client = getattr(self._local, "client", None)
         if client is None:
             tls = docker.tls.TLSConfig(**self.tls_config) if self.tls_config else None
+            # negotiate the API version once: "auto" costs a daemon round trip per client
             client = self._local.client = docker.APIClient(
-                base_url=self.docker_url, version="auto", tls=tls, timeout=120
+                base_url=self.docker_url, version=self._api_version or "auto", tls=tls, timeout=120
             )
+            self._api_version = client.api_version
         return client
 
     def _call(self, method: str, *args, **kwargs):

@@ -12,10 +12,18 @@ import requests
 REGISTRY = os.environ.get("CIVIS_IMAGE_REGISTRY", "127.0.0.1:5000")
 BASE_IMAGE = f"{REGISTRY}/civis/notebook:latest"
 
-DOCKER_CONFIG = f"""
+# Config lines setting ``_gateway``: the address containers on Docker's bridge reach the host
+# on. Docker 20.10 leaves IPAM's Gateway out of a restored default bridge; it is then the
+# subnet's first address (docker0's).
+_BRIDGE_GATEWAY = """
+import ipaddress as _ipaddress
 import docker as _docker
-_gateway = _docker.APIClient(version="auto").inspect_network("bridge")["IPAM"]["Config"][0]["Gateway"]
-c.JupyterHub.spawner_class = "civis-docker"
+_ipam = _docker.APIClient(version="auto").inspect_network("bridge")["IPAM"]["Config"][0]
+_gateway = _ipam.get("Gateway") or str(next(_ipaddress.ip_network(_ipam["Subnet"]).hosts()))
+"""
+
+DOCKER_CONFIG = f"""
+{_BRIDGE_GATEWAY}c.JupyterHub.spawner_class = "civis-docker"
 # containers on Docker's bridge reach the hub's API on the bridge's gateway address
 c.JupyterHub.hub_ip = _gateway
 c.JupyterHub.hub_connect_ip = _gateway
@@ -51,9 +59,7 @@ def kube_config(packages_mode: str = "builder", packages=("tabulate==0.9.0",)) -
         else 'c.CivisKubeSpawner.extra_packages = "install-on-start"\n'
     )
     return f"""
-import docker as _docker
-_gateway = _docker.APIClient(version="auto").inspect_network("bridge")["IPAM"]["Config"][0]["Gateway"]
-c.JupyterHub.spawner_class = "civis-kube"
+{_BRIDGE_GATEWAY}c.JupyterHub.spawner_class = "civis-kube"
 c.JupyterHub.hub_ip = _gateway
 c.JupyterHub.hub_connect_ip = _gateway
 c.Spawner.default_url = ""
