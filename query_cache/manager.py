@@ -30,6 +30,7 @@ from jupyterhub_civis.query_cache.records import (  # noqa: F401 (re-exported)
     QUEUED,
     RUNNING,
     STORING,
+    LoopUpdates,
     QueryRecord,
 )
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
@@ -273,7 +274,7 @@ class QueryManager:
                 record.changed()
 
     def _work(self, run: _Run, loop: asyncio.AbstractEventLoop) -> StoredResult:
-        post = loop.call_soon_threadsafe
+        post = LoopUpdates(loop).post
         execution = run.execution
         try:
             if execution.cancelled.is_set():
@@ -323,7 +324,10 @@ class QueryManager:
                 record.finished = now
                 pinning.append(self._record_pin(record))
                 record.changed()
-            self.store_executor.submit(self._evict, [f for f in pinning if f is not None])
+            # after the waiting handlers' answers (queued before it), not competing with them
+            asyncio.get_running_loop().call_soon(
+                self.store_executor.submit, self._evict, [f for f in pinning if f is not None]
+            )
             return
         if isinstance(exc, Cancelled):
             message, state = "cancelled", CANCELLED
