@@ -2,11 +2,12 @@
 
 Each result is an Arrow IPC *file* (memory-mappable by a kernel on the same
 filesystem), with metadata in SQLite through SQLAlchemy. A result becomes
-visible only after its file is complete, fsynced and renamed into place *and*
-its row is committed; on open, temp files and files without a committed row are
-deleted, rows without a file are dropped. A crash at any point therefore leaves
-either no entry or a complete one. Under JupyterHub it is the hot tier of a
-``TieredStore``.
+visible only after its file is complete and renamed into place *and* its row is
+committed; a file not yet fsynced then is marked (an ``unsynced`` row in the
+same commit) until the background sync is done. On open, temp files, files
+without a committed row, rows without a file and dead writers' marked results
+are removed. A crash at any point therefore leaves either no entry or a complete
+one. Under JupyterHub it is the hot tier of a ``TieredStore``.
 """
 
 from __future__ import annotations
