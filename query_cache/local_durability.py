@@ -15,7 +15,10 @@ of the file and the folder is done (see ``LocalStore._commit``).
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
+import threading
+from collections.abc import Callable
 
 TMP_PREFIX = ".tmp-"
 UNSYNCED_PREFIX = ".unsynced-"  # + <pid>-<result id>: a visible copy not yet fsynced
@@ -45,15 +48,15 @@ class Flusher:
             self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="civis-fsync")
         self.pending = self.pool.submit(os.fdatasync, self.fd)
 
-    def settle(self):
-        """Wait for the background flush still running (its errors surface here)."""
-        if self.pending is not None:
-            self.pending.result()
-
     def close(self):
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
-        os.close(self.fd)
+        """Without waiting for a flush still running (the result's final fsync, after
+        its commit and off the response path, covers what it would have): its
+        descriptor closes when it ends."""
+        if self.pool is None:
+            os.close(self.fd)
+            return
+        self.pending.add_done_callback(lambda _: os.close(self.fd))
+        self.pool.shutdown(wait=False)
 
 
 def fsync_path(path: str) -> None:
@@ -94,3 +97,39 @@ def sync_and_unmark(path: str, marker: str) -> None:
         os.unlink(marker)
     except FileNotFoundError:
         pass
+
+
+class Batcher:
+    """One background thread that hands ``work`` every item queued since its last
+    call, in order: committed results are made durable in batches (one folder fsync
+    and one SQLite commit for many small results) instead of one thread wake-up,
+    fsync and commit each, competing with the next query for the GIL."""
+
+    def __init__(self, work: Callable[[list], None], name: str, log=None):
+        self.work, self.name, self.log = work, name, log or logging.getLogger(__name__)
+        self._items: list = []
+        self._lock = threading.Lock()
+        self._running = False
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def add(self, item) -> None:
+        with self._lock:
+            self._items.append(item)
+            if self._running:
+                return  # the drain loop picks it up
+            self._running = True
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=self.name)
+            self._pool.submit(self._drain)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._items = self._items, []
+                if not batch:
+                    self._running = False
+                    return
+            try:
+                self.work(batch)
+            except Exception:  # what stays unsynced stays marked: recover() handles it
+                self.log.exception("%s: background sync failed", self.name)

@@ -2,11 +2,12 @@
 
 Each result is an Arrow IPC *file* (memory-mappable by a kernel on the same
 filesystem), with metadata in SQLite through SQLAlchemy. A result becomes
-visible only after its file is complete, fsynced and renamed into place *and*
-its row is committed; on open, temp files and files without a committed row are
-deleted, rows without a file are dropped. A crash at any point therefore leaves
-either no entry or a complete one. Under JupyterHub it is the hot tier of a
-``TieredStore``.
+visible only after its file is complete and renamed into place *and* its row is
+committed; a file not yet fsynced then is marked (an ``unsynced`` row in the
+same commit) until the background sync is done. On open, temp files, files
+without a committed row, rows without a file and dead writers' marked results
+are removed. A crash at any point therefore leaves either no entry or a complete
+one. Under JupyterHub it is the hot tier of a ``TieredStore``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -27,13 +27,13 @@ from jupyterhub_civis.query_cache.local_durability import (  # noqa: F401 (re-ex
     SYNCING,
     TMP_PREFIX,
     UNSYNCED_PREFIX,
-    Flusher,
+    Batcher,
     fsync_path,
     pid_alive,
-    sync_and_unmark,
     writer_alive,
 )
-from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
+from jupyterhub_civis.query_cache.pending_file import PendingFile
+from jupyterhub_civis.query_cache.store import ResultStore, StoredResult
 from jupyterhub_civis.retention import Candidate, choose_evictions
 
 _meta = sa.MetaData()
@@ -62,117 +62,6 @@ pins_table = sa.Table(
     sa.Column("result_id", sa.String(64), primary_key=True),
     sa.Column("owner", sa.String(1024), primary_key=True),
 )
-
-
-class PendingFile:
-    """A result being written into a ``LocalStore``: invisible until ``commit``.
-
-    Fill it with ``write_batches`` (encodes an Arrow IPC file) or by writing the
-    bytes of a complete Arrow IPC file to ``path`` and calling ``wrote(rows)``.
-    Leaving the ``with`` block without a commit deletes the temp file.
-    """
-
-    def __init__(self, store: LocalStore):
-        self.store = store
-        self.path = os.path.join(
-            store.directory, f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{SUFFIX}"
-        )
-        self.rows = 0
-        self._synced = False
-
-    def __enter__(self) -> PendingFile:
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-
-    def write_batches(self, schema, batches, *, max_bytes=None, on_progress=None) -> None:
-        flusher = Flusher(self.path)
-        try:
-            with pa.OSFile(self.path, "wb") as sink:
-                with pa.ipc.new_file(sink, schema) as writer:
-                    for batch in batches:
-                        writer.write_batch(batch)
-                        self.rows += batch.num_rows
-                        written = sink.tell()
-                        if max_bytes is not None and written > max_bytes:
-                            raise ResultTooLarge(max_bytes)
-                        flusher.maybe_flush(written)
-                        if on_progress:
-                            on_progress(self.rows, written)
-            flusher.settle()  # the final fsync runs after commit, off the response path
-        finally:
-            flusher.close()
-
-    def adopt(self, fd: int, rows: int) -> None:
-        """Take a complete, durable and never-modified Arrow IPC file from an open
-        descriptor (the service's same-host handoff): hard-link it when this folder is
-        on the same filesystem and the kernel allows it (no copy, nothing to fsync),
-        else copy it inside the kernel."""
-        self.rows = rows
-        try:
-            # linkat(AT_SYMLINK_FOLLOW) through /proc/self/fd; os.link only asks for
-            # that flag when given a directory descriptor
-            proc_fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.link(str(fd), self.path, src_dir_fd=proc_fds, follow_symlinks=True)
-            finally:
-                os.close(proc_fds)
-            self._synced = True
-            return
-        except OSError:
-            pass
-        size = os.fstat(fd).st_size
-        with open(self.path, "wb") as out:
-            offset = 0
-            while offset < size:
-                sent = os.sendfile(out.fileno(), fd, offset, size - offset)
-                if sent == 0:
-                    raise OSError(f"the handed-over file ended at {offset} of {size} bytes")
-                offset += sent
-
-    def sync(self) -> None:
-        fsync_path(self.path)
-        self._synced = True
-
-    def wrote(self, rows: int) -> None:
-        """The caller wrote a complete Arrow IPC file of ``rows`` rows to ``path``."""
-        self.rows = rows
-
-    def commit(
-        self,
-        result_id: str,
-        key: str,
-        created: float | None = None,
-        *,
-        durable_elsewhere: bool = False,
-        pins: Iterable[str] = (),
-    ) -> StoredResult:
-        """Make the file visible as ``result_id``: a crash never leaves a committed
-        row over a torn file. A file written here is fsynced in the background; until
-        then a row in ``unsynced`` (same transaction) names it, and ``recover`` drops
-        the result if this process died before the sync.
-
-        ``durable_elsewhere``: the file is a copy of a result kept durably
-        elsewhere (the Hub service). It becomes visible at once and is fsynced in
-        the background; until then a marker names it, and ``recover`` drops it
-        (to be fetched again) if this process died before the sync.
-        """
-        if self._synced:
-            return self.store._commit(self, result_id, key, created, pins)
-        if not durable_elsewhere:
-            return self.store._commit(self, result_id, key, created, pins, unsynced=True)
-        marker = self.store._mark_unsynced(result_id)
-        try:
-            result = self.store._commit(self, result_id, key, created, pins)
-        except BaseException:
-            os.unlink(marker)
-            raise
-        self.store._background(sync_and_unmark, result.path, marker)
-        return result
 
 
 class LocalStore(ResultStore):
@@ -219,6 +108,7 @@ class LocalStore(ResultStore):
             _meta.create_all(self.engine)
         self._lock = threading.RLock()
         self._syncer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._sync_batches = Batcher(self._sync_written, "civis-hot-sync", log)
         self.recover()
 
     # -- paths
@@ -302,22 +192,22 @@ class LocalStore(ResultStore):
             with self._lock, self.engine.begin() as conn:
                 # The INSERT takes SQLite's write lock first, so recover() in
                 # another process never sees the renamed file without its row.
-                conn.execute(
-                    results_table.insert().values(
-                        result_id=result_id,
-                        key=key,
-                        rows=pending.rows,
-                        size=size,
-                        created=created,
-                        last_access=now,
-                    )
+                # (plain SQL: building Core inserts cost more than the commit itself)
+                conn.exec_driver_sql(
+                    "INSERT INTO results (result_id, key, rows, size, created, last_access)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (result_id, key, pending.rows, size, created, now),
                 )
-                for owner in sorted(set(pins)):
-                    conn.execute(pins_table.insert().values(result_id=result_id, owner=owner))
+                owners = [(result_id, owner) for owner in sorted(set(pins))]
+                if owners:
+                    conn.exec_driver_sql(
+                        "INSERT INTO pins (result_id, owner) VALUES (?, ?)", owners
+                    )
                 if unsynced:
                     SYNCING.add(self._path(result_id))
-                    conn.execute(
-                        unsynced_table.insert().values(result_id=result_id, pid=os.getpid())
+                    conn.exec_driver_sql(
+                        "INSERT INTO unsynced (result_id, pid) VALUES (?, ?)",
+                        (result_id, os.getpid()),
                     )
                 os.replace(pending.path, self._path(result_id))
         except sa.exc.IntegrityError:
@@ -326,10 +216,10 @@ class LocalStore(ResultStore):
             if existing is None:
                 raise
             return existing
-        if unsynced:
-            self._background(self._sync_written, result_id)
-        else:
-            self._fsync_dir()
+        # the file is fsynced (or marked until it is); the rename reaches the disk with
+        # the background folder fsync: a power cut before it loses the entry, whose
+        # row recover() then drops, never tears it
+        self._sync_batches.add((result_id, unsynced))
         return StoredResult(result_id, key, pending.rows, size, created, self._path(result_id))
 
     def open_reader(self, result):
@@ -350,15 +240,21 @@ class LocalStore(ResultStore):
                 )
         return self._syncer.submit(fn, *args)
 
-    def _sync_written(self, result_id: str) -> None:
-        try:
-            fsync_path(self._path(result_id))
-        except FileNotFoundError:
-            pass  # evicted meanwhile
-        self._fsync_dir()  # the rename is on disk before the mark goes
-        with self._lock, self.engine.begin() as conn:
-            conn.execute(unsynced_table.delete().where(unsynced_table.c.result_id == result_id))
-        SYNCING.discard(self._path(result_id))
+    def _sync_written(self, batch: list[tuple[str, bool]]) -> None:
+        """fsync the marked files of a batch of commits, then the folder (their renames);
+        then their marks go."""
+        marked = [rid for rid, unsynced in batch if unsynced]
+        for rid in marked:
+            try:
+                fsync_path(self._path(rid))
+            except FileNotFoundError:
+                pass  # evicted meanwhile
+        self._fsync_dir()  # the renames are on disk before the marks go
+        if marked:
+            with self._lock, self.engine.begin() as conn:
+                conn.execute(unsynced_table.delete().where(unsynced_table.c.result_id.in_(marked)))
+        for rid in marked:
+            SYNCING.discard(self._path(rid))
 
     def _fsync_dir(self):
         fsync_path(self.directory)
@@ -410,6 +306,21 @@ class LocalStore(ResultStore):
                 )
             )
 
+    def _within_budget(self) -> bool:
+        """One aggregate row instead of every row (eviction runs after every query)."""
+        if self.max_total_bytes is None and self.max_age is None:
+            return True
+        c = results_table.c
+        with self.engine.connect() as conn:
+            total, oldest = conn.execute(
+                sa.select(sa.func.sum(c.size), sa.func.min(c.created))
+            ).one()
+        if oldest is None:
+            return True
+        return (self.max_total_bytes is None or total <= self.max_total_bytes) and (
+            self.max_age is None or time.time() - oldest <= self.max_age
+        )
+
     def exists(self, result_id):
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -431,6 +342,8 @@ class LocalStore(ResultStore):
             return [self._row_to_result(r) for r in conn.execute(sa.select(results_table))]
 
     def evict(self):
+        if self._within_budget():
+            return []
         with self._lock, self.engine.begin() as conn:
             pinned = {r.result_id for r in conn.execute(sa.select(pins_table.c.result_id))}
             entries = [

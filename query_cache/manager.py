@@ -30,6 +30,7 @@ from jupyterhub_civis.query_cache.records import (  # noqa: F401 (re-exported)
     QUEUED,
     RUNNING,
     STORING,
+    LoopUpdates,
     QueryRecord,
 )
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
@@ -49,6 +50,7 @@ class _Run:
         self.key, self.connection, self.sql, self.params = key, connection, sql, params
         self.execution = execution_for(connection, pool)
         self.subscribers: list[QueryRecord] = []
+        self.answered = False  # its subscribers got the stored result
 
 
 class QueryManager:
@@ -273,7 +275,7 @@ class QueryManager:
                 record.changed()
 
     def _work(self, run: _Run, loop: asyncio.AbstractEventLoop) -> StoredResult:
-        post = loop.call_soon_threadsafe
+        post = LoopUpdates(loop).post
         execution = run.execution
         try:
             if execution.cancelled.is_set():
@@ -289,7 +291,7 @@ class QueryManager:
             def progress(rows, nbytes):
                 post(lambda: self._set(run, notify=False, rows=rows, bytes=nbytes))
 
-            return self.store.put(
+            stored = self.store.put(
                 run.key,
                 schema,
                 tracked(),
@@ -303,37 +305,47 @@ class QueryManager:
                     r.notebook for r in list(run.subscribers) if r.notebook and r.state not in FINAL
                 ],
             )
+            # the answer first; the session's reset and return to the pool (close) follow
+            execution.finishing()
+            post(lambda: self._answer(run, stored))
+            return stored
         finally:
             execution.close()
 
-    def _run_finished(self, run: _Run, future: asyncio.Future):
+    def _answer(self, run: _Run, stored: StoredResult):
+        if run.answered:
+            return
+        run.answered = True
         if self.inflight.get(run.key) is run:
             del self.inflight[run.key]
-        exc = future.exception() if not future.cancelled() else Cancelled()
         now = time.time()
-        if exc is None:
-            stored = future.result()
-            pinning = []
-            for record in run.subscribers:
-                if record.state in FINAL:
-                    continue
-                record.result = stored
-                record.rows, record.bytes = stored.rows, stored.size
-                record.state = DONE
-                record.finished = now
-                pinning.append(self._record_pin(record))
-                record.changed()
-            self.store_executor.submit(self._evict, [f for f in pinning if f is not None])
-            return
+        pinning = []
+        for record in run.subscribers:
+            if record.state in FINAL:
+                continue
+            record.result = stored
+            record.rows, record.bytes = stored.rows, stored.size
+            record.state = DONE
+            record.finished = now
+            pinning.append(self._record_pin(record))
+            record.changed()
+        # after the waiting handlers' answers (queued before it), not competing with them
+        asyncio.get_running_loop().call_soon(
+            self.store_executor.submit, self._evict, [f for f in pinning if f is not None]
+        )
+
+    def _run_finished(self, run: _Run, future: asyncio.Future):
+        if (exc := future.exception() if not future.cancelled() else Cancelled()) is None:
+            return self._answer(run, future.result())  # a no-op once answered
+        if self.inflight.get(run.key) is run:
+            del self.inflight[run.key]
         if isinstance(exc, Cancelled):
             message, state = "cancelled", CANCELLED
         elif isinstance(exc, ResultTooLarge):
-            message, state = (
-                (
-                    f"the result is larger than the limit of {self.max_result_bytes} bytes "
-                    "(QueryCache.max_result_bytes); add a LIMIT or aggregate in SQL"
-                ),
-                FAILED,
+            state = FAILED
+            message = (
+                f"the result is larger than the limit of {self.max_result_bytes} bytes "
+                "(QueryCache.max_result_bytes); add a LIMIT or aggregate in SQL"
             )
         elif isinstance(exc, WarehouseError):
             message, state = str(exc), FAILED

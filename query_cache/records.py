@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 
@@ -70,3 +71,27 @@ class QueryRecord:
             "result_path": self.result.path if self.result and self.state == DONE else None,
             "version": self.version,
         }
+
+
+class LoopUpdates:
+    """Updates a worker thread hands to the event loop, in order, with at most one
+    wake-up of the loop pending: a short query's state changes reach the loop in
+    one or two hand-offs instead of one each."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self._pending: list = []
+        self._lock = threading.Lock()
+
+    def post(self, fn) -> None:
+        with self._lock:
+            self._pending.append(fn)
+            if len(self._pending) > 1:
+                return  # a wake-up is already on its way
+        self.loop.call_soon_threadsafe(self._run)
+
+    def _run(self) -> None:
+        with self._lock:
+            fns, self._pending = self._pending, []
+        for fn in fns:
+            fn()

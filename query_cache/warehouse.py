@@ -58,6 +58,9 @@ class Execution:
     def cancel(self) -> None:
         self.cancelled.set()
 
+    def finishing(self) -> None:
+        """The run's answer is about to go out; ``close`` follows (off its path)."""
+
     def close(self) -> None:
         pass
 
@@ -103,6 +106,7 @@ class PostgresExecution(Execution):
         self._pid = None
         self._uri = None
         self._finished = threading.Event()
+        self._returning = False  # the pool expects this run's session back
 
     def _libpq_uri(self) -> str:
         url = self.connection.resolved_url()
@@ -130,8 +134,8 @@ class PostgresExecution(Execution):
                 cur.fetchall()
 
     def _reset(self, session: _PgSession) -> None:
-        """Health check and clean slate for a pooled session: whatever an earlier
-        query changed (settings, temp tables, prepared statements) is gone."""
+        """Clean slate (and health check) for a session given back to the pool:
+        whatever its query changed (settings, temp tables, prepared statements) is gone."""
         with session.conn.cursor() as cur:
             cur.execute("discard all")
         self._apply_settings(session)
@@ -140,13 +144,25 @@ class PostgresExecution(Execution):
     def _close_session(session: _PgSession) -> None:
         session.conn.close()
 
-    def run(self, sql, params):
-        self._uri = self._libpq_uri()
+    @staticmethod
+    def _alive(session: _PgSession) -> bool:
+        try:
+            with session.conn.cursor() as cur:
+                cur.execute("select 1")
+                cur.fetchall()
+            return True
+        except Exception:
+            return False
+
+    def _open(self, fresh: bool = False) -> bool:
+        """Take a session (a new one if ``fresh``) and a cursor; whether it was reused."""
         try:
             self._check()
-            self._session = self.pool.acquire(
-                self._uri, self._connect, self._reset, self._close_session
-            )
+            if fresh:
+                self._session, reused = self._connect(), False
+                self.pool.opened += 1
+            else:
+                self._session, reused = self.pool.acquire(self._uri, self._connect)
         except Cancelled:
             raise
         except Exception as e:
@@ -158,17 +174,39 @@ class PostgresExecution(Execution):
         self._cursor.adbc_statement.set_options(
             **{"adbc.postgresql.batch_size_hint_bytes": str(self.batch_size_hint_bytes)}
         )
+        return reused
+
+    def _describe(self, statement, args, reused: bool):
+        """The statement's result schema. Describing has no side effects, so when a
+        pooled session turns out dead (the warehouse restarted or ended it while it
+        was idle) it is discarded and the describe repeated on a new session."""
+        try:
+            return self._cursor.adbc_execute_schema(statement, args)
+        except Exception:
+            if not reused or self.cancelled.is_set() or self._alive(self._session):
+                raise
+        dead, self._session = self._session, None
+        self._cursor = None
+        self.pool.discard(self._uri, dead, self._close_session)
+        self._open(fresh=True)
+        return self._cursor.adbc_execute_schema(statement, args)
+
+    def run(self, sql, params):
+        self._uri = self._libpq_uri()
+        reused = self._open()
         # the driver runs COPY (<statement>) TO STDOUT: the statement ends its own
         # line, so a trailing "-- comment" cannot swallow the closing parenthesis
         statement = sql + "\n"
         args = tuple(params) if params else None
         try:
-            described = self._cursor.adbc_execute_schema(statement, args)
+            described = self._describe(statement, args, reused)
             casts = result_types.pg_casts(described)
             if any(casts):
                 statement = result_types.wrap_with_casts(sql, described.names, casts)
             self._cursor.execute(statement, args)
             reader = self._cursor.fetch_record_batch()
+        except (Cancelled, WarehouseError):
+            raise
         except Exception as e:
             raise self._error(e, connecting=False) from None
         return reader.schema, self._stream(reader)
@@ -200,6 +238,11 @@ class PostgresExecution(Execution):
             except Exception:
                 pass
 
+    def finishing(self):
+        if self._session is not None and self.completed and not self.cancelled.is_set():
+            self.pool.expect_return(self._uri)
+            self._returning = True
+
     def close(self):
         self._finished.set()
         if self._cursor is not None:
@@ -208,15 +251,15 @@ class PostgresExecution(Execution):
             except Exception:
                 self.completed = False
         session, self._session, self._cursor = self._session, None, None
+        expected, self._returning = self._returning, False
         if session is None:
             return
         if self.completed and not self.cancelled.is_set():
-            self.pool.release(self._uri, session, self._close_session)
+            self.pool.release(
+                self._uri, session, self._reset, self._close_session, expected=expected
+            )
         else:  # cancelled or failed: never handed to another query
-            try:
-                session.conn.close()
-            except Exception:
-                pass
+            self.pool.discard(self._uri, session, self._close_session, expected=expected)
 
 
 class DuckDBExecution(Execution):

@@ -70,9 +70,11 @@ class HandoffServer:
         self.path = path
         self.identify = identify  # async (token=…) -> Caller: the HTTP API's own check
         self.store = store
-        #: (caller, result id) -> ResultInfo or NotFound, blocking: whom a result may
-        #: reach (default: its owner's servers; the app adds reads through shares)
-        self.read = read or (lambda caller, rid: store.get(caller.user, rid, touch=True))
+        #: (caller, result id, touch=False) -> ResultInfo or NotFound, blocking: whom a
+        #: result may reach (default: its owner's servers; the app adds reads through
+        #: shares). The read is marked recently used (``store.touch``) after the reply:
+        #: the service's database commits durably, and the server waits for the reply
+        self.read = read or (lambda caller, rid, touch: store.get(caller.user, rid, touch=touch))
         self.run = run  # run a blocking call in the service's I/O pool
         self.on_served = on_served  # metrics callback: (status: int) -> None
         self.log = log
@@ -154,10 +156,10 @@ class HandoffServer:
         await asyncio.sleep(RESOURCE_BACKOFF)
 
     async def _serve(self, conn: socket.socket) -> None:
-        status, fd = 500, None
+        status, fd, served = 500, None, None
         try:
             request = await asyncio.wait_for(self._read_line(conn), self.idle_timeout)
-            status, line, fd = await self._answer(request)
+            status, line, fd, served = await self._answer(request)
         except TimeoutError:
             self.log.warning(
                 "handoff: closed a connection that sent no request in %.1f s", self.idle_timeout
@@ -185,6 +187,11 @@ class HandoffServer:
                 os.close(fd)
             conn.close()
             self.on_served(status)
+        if served is not None:
+            try:
+                await self.run(self.store.touch, served)
+            except Exception:
+                self.log.exception("handoff: marking result %s used failed", served)
 
     async def _read_line(self, conn: socket.socket) -> bytes:
         loop = asyncio.get_running_loop()
@@ -198,21 +205,26 @@ class HandoffServer:
                 raise ValueError("request too large")
         return data.split(b"\n", 1)[0]
 
-    async def _answer(self, raw: bytes) -> tuple[int, bytes, int | None]:
+    async def _answer(self, raw: bytes) -> tuple[int, bytes, int | None, str | None]:
+        """(status, reply line, descriptor to send, id of the result served)."""
         try:
             request = parse_handoff_request(raw)
         except InvalidInput as e:
-            return 400, handoff_reply(400, message=str(e)), None
+            return 400, handoff_reply(400, message=str(e)), None, None
         caller = await self.identify(token=request.token)
         if caller.user is None:
             message = "a Hub user token with access to this service is required"
-            return 403, handoff_reply(403, message=message), None
-        not_found = (404, handoff_reply(404, message=policy.NOT_FOUND), None)
+            return 403, handoff_reply(403, message=message), None, None
+        not_found = (404, handoff_reply(404, message=policy.NOT_FOUND), None, None)
         if not valid_result_id(request.id):
             return not_found
         try:
-            info = await self.run(self.read, caller, request.id)
-            fd = await self.run(self.store.open_local_blob, info.id)
+            info = await self.run(self._read_and_open, caller, request.id)
         except (NotFound, FileNotFoundError):
             return not_found
-        return 200, handoff_reply(200, result=info.to_json()), fd
+        return 200, handoff_reply(200, result=info[0].to_json()), info[1], info[0].id
+
+    def _read_and_open(self, caller, result_id):
+        """One hop to the I/O pool for both: the result's info and its open file."""
+        info = self.read(caller, result_id, touch=False)
+        return info, self.store.open_local_blob(info.id)

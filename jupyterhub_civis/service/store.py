@@ -232,6 +232,13 @@ class DurableStore:
                 row.last_access = time.time()
             return self._info(row, self._pins(s, [row.id])[row.id])
 
+    def touch(self, result_id: str) -> None:
+        """Mark a result recently used (eviction's LRU order)."""
+        with self.session.begin() as s:
+            s.execute(
+                sa.update(Result).where(Result.id == result_id).values(last_access=time.time())
+            )
+
     def open_blob(self, result_id: str):
         return self.fs.open(self.blob_path(result_id), "rb")
 

@@ -106,3 +106,13 @@ def test_idle_sessions_close_after_the_idle_timeout(drivers, pg):
     assert alive(pg, pid)
     # warehouse_idle_timeout is 2 s here: the server's pruner closes it unasked
     wait_for(lambda: not alive(pg, pid), 30, message="the idle session to be closed")
+
+
+def test_a_pooled_session_ended_while_idle_is_replaced(drivers, pg):
+    """Sessions are reset when given back, not checked before reuse: a session the
+    warehouse ended while it sat idle fails the (side-effect free) describe, which
+    is then repeated on a new session: the query works."""
+    pid = backend_pid(drivers)
+    pg.execute("select pg_terminate_backend(%s)", (pid,))
+    wait_for(lambda: not alive(pg, pid), 10, message="the pooled session to end")
+    assert backend_pid(drivers) != pid

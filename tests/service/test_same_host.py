@@ -108,3 +108,33 @@ def test_handoff_is_bounded_and_survives_running_out_of_descriptors(
     fetched = tiered("hot-b").get(stored.result_id)
     assert os.stat(fetched.path).st_ino == os.stat(blob).st_ino  # handed over, not downloaded
     assert "handoff: accepting connections again" in svc.output()
+
+
+def test_a_handoff_marks_its_result_recently_used_after_replying(external_hub, replicas, tmp_path):
+    """The handoff replies before it records the read (the service's database commits
+    durably): the result still counts as used for eviction."""
+    import sqlite3
+
+    svc, data, sock = local_service(replicas, tmp_path)
+    token = external_hub.user_token(external_hub.create_user("handoff-touch"))
+    durable = ServiceStore(svc.base, token, handoff_socket=sock, timeout=30)
+    batch = pa.record_batch({"n": pa.array(range(1000))})
+    rid = (
+        TieredStore(LocalStore(str(tmp_path / "hot-a")), durable)
+        .put("k", batch.schema, [batch])
+        .result_id
+    )
+
+    def last_access_value():
+        with sqlite3.connect(data / "meta.sqlite") as db:
+            (value,) = db.execute(
+                "select last_access from civis_results where id = ?", (rid,)
+            ).fetchone()
+        return value
+
+    before = last_access_value()
+    fetched = TieredStore(LocalStore(str(tmp_path / "hot-b")), durable).get(rid)
+    assert fetched is not None, svc.output()[-3000:]
+    blob = data / "blobs" / f"{rid}.arrow"
+    assert os.stat(fetched.path).st_ino == os.stat(blob).st_ino  # handed over
+    wait_for(lambda: last_access_value() > before, timeout=30, message="the read to be recorded")
