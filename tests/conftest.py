@@ -39,8 +39,11 @@ def browser():
     """Debian's Chromium through Playwright (never a downloaded browser). Per module:
     Playwright's sync API keeps an event loop running in this thread while it is open,
     which tests that start their own loop must not meet."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # expect()'s own default is 5 s, shorter than JupyterLab takes to open a notebook
+    # on a loaded 2-core CI machine; a failing assertion still fails, only later
+    expect.set_options(timeout=60_000)
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make test` (it installs Debian's chromium)")
     with sync_playwright() as p:
