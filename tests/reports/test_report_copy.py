@@ -120,6 +120,14 @@ def test_group_audience_and_the_one_404(report_hub, people, warehouse):
     group = "report-readers"
     assert hub.api("POST", f"/groups/{group}", json={"users": [member]}).status_code == 201
     table = warehouse.table({"west": 3})
+    nb = notebook(query_cell(table), parameters=PARAMS)
+    before = api.request("GET", "").json()["reports"]
+    for audience, says in (({"audience": {"groups": [group]}, "viewers": [member]}, "not both"),
+                           ({"audience": {}}, "name at least one user or group"),
+                           ({"audience": {"users": ["<script>"]}}, "audience.users[0]")):
+        r = api.request("POST", json={"path": "r.ipynb", "notebook": nb, **audience})
+        assert r.status_code == 400 and says in r.json()["message"], r.text
+    assert api.request("GET", "").json()["reports"] == before  # nothing half-made
     report = api.create(notebook(query_cell(table), parameters=PARAMS),
                         audience={"groups": [group]}, on_demand="audience")
     rid = report["id"]
