@@ -37,7 +37,7 @@ class ReportAccess:
             raise web.HTTPError(404, policy.NOT_FOUND) from None
         if not await self.viewer(row):
             raise web.HTTPError(404, policy.NOT_FOUND)
-        if need == "refresh" and not policy.may_refresh(row.owner, row.on_demand, user, True):
+        if need == "refresh" and not policy.may_refresh(row.owner, row.on_demand, user):
             raise web.HTTPError(403, "only the report's owner may refresh it")
         if need == "manage" and not policy.may_manage(row.owner, user):
             raise web.HTTPError(403, "only the report's owner may do this")

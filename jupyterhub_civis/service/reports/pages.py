@@ -50,7 +50,7 @@ class ReportPage(ReportAccess, PageHandler):
         return {
             "report": report_json(row),
             "is_owner": policy.may_manage(row.owner, user),
-            "may_refresh": policy.may_refresh(row.owner, row.on_demand, user, True),
+            "may_refresh": policy.may_refresh(row.owner, row.on_demand, user),
             "refreshers": "the owner" if row.on_demand == policy.OWNER
             else "the owner and everyone who may view it",
         }

@@ -83,11 +83,9 @@ def after_fire(cron: str, timezone: str, now: float) -> float:
 # ---------------------------------------------------------------- permissions
 
 
-def may_refresh(owner: str, on_demand: str, user: str | None, viewer: bool) -> bool:
-    """``viewer``: the report's share lets ``user`` see it."""
-    if user is not None and user == owner:
-        return True
-    return on_demand == AUDIENCE and viewer
+def may_refresh(owner: str, on_demand: str, user: str | None) -> bool:
+    """Whether ``user``, whom the report's share lets see it, may refresh it on demand."""
+    return (user is not None and user == owner) or on_demand == AUDIENCE
 
 
 def may_manage(owner: str, user: str | None) -> bool:
