@@ -6,6 +6,11 @@ this server's contents manager exactly as saved, and publishes it to the civis
 service with the server's own token: a new link the first time, then the next
 version of the same link (this user's live snapshot of the same path on the same
 server). Answers the service's share (``url``, ``id``, ``version``) or its error.
+
+``POST <server>/civis/reports/publish`` ``{"path", "title", "audience", "schedule",
+"on_demand", "refresh_after"}`` (the dialog's "Report" choice) creates a report
+link of the saved notebook through the service's ``api/reports`` (the notebook's
+recorded environment is the one its runs start with). Answers ``url`` and ``id``.
 """
 
 from __future__ import annotations
@@ -23,26 +28,63 @@ from jupyterhub_civis.share_copy import ShareCopy
 ALLOWED = {"path", "title", "audience", "expires"}
 
 
-class Publish(APIHandler):
-    @web.authenticated
-    async def post(self):
+REPORT_ALLOWED = {"path", "title", "audience", "schedule", "on_demand", "refresh_after"}
+
+
+class _Publish(APIHandler):
+    async def saved(self, allowed: set[str], as_text: bool) -> tuple[dict, str, dict, ShareCopy]:
+        """The checked body, the notebook's path, its contents model as saved, the client."""
         try:
             body = json.loads(self.request.body or b"{}")
         except ValueError:
             raise web.HTTPError(400, "body: is not valid JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("path"), str):
             raise web.HTTPError(400, "path: the notebook's path is required")
-        unknown = sorted(set(body) - ALLOWED)
+        unknown = sorted(set(body) - allowed)
         if unknown:
             raise web.HTTPError(400, f"{unknown[0]}: is not a recognised option")
         path = body["path"].strip("/")
         cm = self.contents_manager
         if not path.endswith(".ipynb") or not await ensure_async(cm.file_exists(path)):
             raise web.HTTPError(404, f"path: no notebook {path!r} on this server")
-        model = await ensure_async(cm.get(path, content=True, type="file", format="text"))
+        if as_text:
+            model = await ensure_async(cm.get(path, content=True, type="file", format="text"))
+        else:
+            model = await ensure_async(cm.get(path, content=True, type="notebook"))
         copier: ShareCopy = self.settings["civis_share_copy"]
         if not copier.service_url:
             raise web.HTTPError(503, "this server does not know the civis service")
+        return body, path, model, copier
+
+    def refused(self, e: HTTPClientError) -> None:
+        """Pass the service's refusal on (its message says what to change)."""
+        status = e.code if e.code in (400, 403, 404, 413) else 502
+        try:
+            message = json.loads(e.response.body)["message"]
+        except Exception:
+            message = str(e)
+        self.set_status(status)
+        self.finish(json.dumps({"status": status, "message": message}))
+
+
+class PublishReport(_Publish):
+    @web.authenticated
+    async def post(self):
+        body, path, model, copier = await self.saved(REPORT_ALLOWED, as_text=False)
+        request = {k: v for k, v in body.items() if v is not None}
+        request.update(path=path, notebook=json.loads(json.dumps(model["content"])))
+        try:
+            out = json.loads(await copier.send("POST", "api/reports", request))
+        except HTTPClientError as e:
+            self.refused(e)
+            return
+        self.finish(json.dumps({"id": out["id"], "url": out["url"]}))
+
+
+class Publish(_Publish):
+    @web.authenticated
+    async def post(self):
+        body, path, model, copier = await self.saved(ALLOWED, as_text=True)
         server = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
         try:
             mine = json.loads(await copier.fetch("api/shares"))["shares"]
@@ -83,13 +125,7 @@ class Publish(APIHandler):
                     },
                 )
         except HTTPClientError as e:
-            status = e.code if e.code in (400, 403, 404, 413) else 502
-            try:
-                message = json.loads(e.response.body)["message"]
-            except Exception:
-                message = str(e)
-            self.set_status(status)
-            self.finish(json.dumps({"status": status, "message": message}))
+            self.refused(e)
             return
         out = json.loads(answer)
         self.finish(
@@ -104,5 +140,8 @@ def _jupyter_server_extension_points():
 def _load_jupyter_server_extension(serverapp):
     settings = serverapp.web_app.settings
     settings.setdefault("civis_share_copy", ShareCopy(parent=serverapp))
-    route = url_path_join(settings["base_url"], "civis/shares/publish")
-    serverapp.web_app.add_handlers(".*$", [(route, Publish)])
+    base = settings["base_url"]
+    serverapp.web_app.add_handlers(".*$", [
+        (url_path_join(base, "civis/shares/publish"), Publish),
+        (url_path_join(base, "civis/reports/publish"), PublishReport),
+    ])

@@ -107,6 +107,15 @@ def test_report_page_refresh_history_rights_and_failure(report_hub, people, ware
     expect(page.locator("#report-error")).to_contain_text("asked to fail")
     expect(page.locator("#report-error-output")).to_contain_text("AssertionError")
     expect(frame_text(page)).to_contain_text('"amount":10}')
+    page.locator("#report-error details summary").click()
+    expect(page.locator("#report-error-log")).to_contain_text(f"run {failed['number']} of")
+    page.goto(base(report_hub) + f"r/{rid}/history")
+    row = page.locator(f"tr.report-run[data-run-id='{failed['id']}']")
+    row.locator(".run-failure summary").click()
+    expect(row.locator(".run-error-source")).to_contain_text("assert not fail")
+    expect(row.locator(".run-error-output")).to_contain_text("AssertionError")
+    row.locator(".run-log summary").click()
+    expect(row.locator(".run-log pre")).to_contain_text("failed")
 
     # a viewer (no refresh right): the latest good run, no Refresh, no error; a POST is 403
     vpage, response = page_of(report_hub, browser, viewer, f"r/{rid}")
@@ -124,6 +133,7 @@ def test_report_page_refresh_history_rights_and_failure(report_hub, people, ware
     assert viewer_api.request("POST", f"/{rid}/runs", json={}).status_code == 403
     vpage.goto(base(report_hub) + f"r/{rid}/history")
     expect(vpage.locator(".run-error")).to_have_count(0)
+    expect(vpage.locator(".run-log")).to_have_count(0)
 
     # a stranger: the same 404 page as a link that does not exist
     spage, response = page_of(report_hub, browser, stranger, f"r/{rid}")
@@ -178,3 +188,45 @@ def test_hostile_outputs_of_a_run_never_execute(report_hub, people, browser):
     page.frame_locator("#report-frame").locator("body").click()
     page.wait_for_load_state("networkidle")
     assert seen == []
+
+
+def test_parameter_form_for_viewers_who_may_refresh(report_hub, people, warehouse, browser):
+    """A typed form from the notebook's ``parameters`` cell: a viewer with the refresh right
+    runs the report with their values; a value of the wrong type is refused by the server
+    (4xx, its message on the page) and starts nothing; a viewer without the right gets no form."""
+    owner, api = people["powner"]
+    viewer, _ = people["pviewer"]
+    stranger, _ = people["pstranger"]
+    table = warehouse.table({"west": 1, "east": 2})
+    nb = notebook(query_cell(table), "assert not fail, 'asked to fail'", parameters=PARAMS)
+    report = api.create(nb, viewers=[viewer], on_demand="audience", title="By region")
+    rid = report["id"]
+    page, _ = page_of(report_hub, browser, viewer, f"r/{rid}")
+    form = page.locator("#report-parameters")
+    expect(form.locator("input[name=region]")).to_have_value("west")
+    expect(form.locator("input[name=region]")).to_have_attribute("data-kind", "str")
+    expect(form.locator("input[name=fail]")).to_have_attribute("type", "checkbox")
+    expect(form.locator("input[name=fail]")).not_to_be_checked()
+
+    # a hostile value: the wrong type (and code) for a bool; the server refuses it
+    page.evaluate("""() => { const i = document.querySelector("#report-parameters [name=fail]");
+                             i.dataset.kind = "str"; i.type = "text";
+                             i.value = "__import__('os').system('id')"; }""")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#report-message")).to_contain_text("parameters.fail")
+    assert api.request("GET", f"/{rid}/runs").json()["runs"] == []
+
+    page.reload()
+    form.locator("input[name=region]").fill("east")
+    form.locator("button[type=submit]").click()
+    expect(frame_text(page)).to_contain_text('"amount":2}', timeout=LONG)
+    (run,) = api.request("GET", f"/{rid}/runs").json()["runs"]
+    assert run["triggered_by"] == viewer and run["parameters"] == {"region": "east", "fail": False}
+
+    # no refresh right (not in the audience at all here): no page, no form
+    spage, response = page_of(report_hub, browser, stranger, f"r/{rid}")
+    assert response.status == 404
+    only_owner = api.create(nb, viewers=[viewer], title="Owner refreshes")
+    vpage, _ = page_of(report_hub, browser, viewer, f"r/{only_owner['id']}")
+    expect(vpage.locator("#report-title")).to_have_text("Owner refreshes")
+    expect(vpage.locator("#report-parameters")).to_have_count(0)

@@ -4,7 +4,9 @@
  * One command (File menu, notebook toolbar, command palette) saves the notebook,
  * asks for audience / expiry / title, and publishes it through this server's
  * `civis/shares/publish` endpoint (the first time a new link, then new versions of
- * the same link); the answer is the link, with a Copy button.
+ * the same link); the answer is the link, with a Copy button. Choosing "Report" instead
+ * of "Snapshot" creates a report link (`civis/reports/publish`): the notebook re-run on
+ * a cron schedule, on demand and/or on view, every run kept.
  *
  * "Queries (live status)" (File menu, command palette) opens this server's query-cache
  * status page in a new browser tab.
@@ -23,7 +25,14 @@ import { IMainMenu } from '@jupyterlab/mainmenu';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
-import { buildShareRequest, FormValues, ShareRequest } from './request';
+import {
+  buildReportRequest,
+  buildShareRequest,
+  FormValues,
+  ReportRequest,
+  ReportValues,
+  ShareRequest
+} from './request';
 import { statusPageUrl } from './status';
 
 const COMMAND = 'jupyterhub-civis:share';
@@ -49,38 +58,102 @@ function input(id: string, type = 'text', placeholder = ''): HTMLInputElement {
   return el;
 }
 
+function choice(name: string, value: string, label: string, checked = false): HTMLElement {
+  const radio = input(`civis-share-kind-${value}`, 'radio');
+  radio.name = name;
+  radio.value = value;
+  radio.checked = checked;
+  const row = document.createElement('label');
+  row.style.marginRight = '1em';
+  row.append(radio, ` ${label}`);
+  return row;
+}
+
+interface Asked {
+  kind: 'snapshot' | 'report';
+  form: FormValues;
+  report: ReportValues;
+}
+
 class ShareForm extends Widget {
   private users = input('civis-share-users', 'text', 'users, comma-separated');
   private groups = input('civis-share-groups', 'text', 'groups, comma-separated');
   private everyone = input('civis-share-everyone', 'checkbox');
   private expires = input('civis-share-expires', 'date');
   private titleInput = input('civis-share-title', 'text', 'title (default: the file name)');
+  private cron = input('civis-report-cron', 'text', 'cron, e.g. 0 7 * * 1-5 (empty: no schedule)');
+  private timezone = input('civis-report-timezone', 'text', 'time zone, e.g. Europe/Paris');
+  private audienceRefreshes = input('civis-report-audience-refreshes', 'checkbox');
+  private refreshAfter = input('civis-report-refresh-after', 'number', 'minutes (empty: never)');
+  private kinds = document.createElement('div');
+  private reportFields = document.createElement('fieldset');
+  private expiresField: HTMLElement;
 
   constructor() {
     super();
+    this.timezone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+    this.kinds.id = 'civis-share-kind';
+    this.kinds.style.marginBottom = '0.5em';
+    this.kinds.append(
+      choice('civis-share-kind', 'snapshot', 'Snapshot (this notebook as saved)', true),
+      choice('civis-share-kind', 'report', 'Report (re-run to stay fresh)')
+    );
+    this.reportFields.id = 'civis-report-fields';
+    this.reportFields.hidden = true;
+    this.reportFields.append(
+      field('Schedule (cron)', this.cron),
+      field('Time zone of the schedule', this.timezone),
+      field('The audience may also refresh it on demand ', this.audienceRefreshes),
+      field('Refresh on view when older than (minutes)', this.refreshAfter)
+    );
+    this.expiresField = field('Expires (optional)', this.expires);
+    this.kinds.addEventListener('change', () => {
+      const report = this.kind() === 'report';
+      this.reportFields.hidden = !report;
+      this.expiresField.hidden = report;
+    });
     this.node.append(
+      this.kinds,
       field('Users', this.users),
       field('Groups', this.groups),
       field('Everyone who can log in to this hub ', this.everyone),
-      field('Expires (optional)', this.expires),
-      field('Title', this.titleInput)
+      this.expiresField,
+      field('Title', this.titleInput),
+      this.reportFields
     );
   }
 
-  getValue(): FormValues {
+  private kind(): 'snapshot' | 'report' {
+    const chosen = this.kinds.querySelector<HTMLInputElement>('input:checked');
+    return chosen?.value === 'report' ? 'report' : 'snapshot';
+  }
+
+  getValue(): Asked {
     return {
-      users: this.users.value,
-      groups: this.groups.value,
-      everyone: this.everyone.checked,
-      expires: this.expires.value,
-      title: this.titleInput.value
+      kind: this.kind(),
+      form: {
+        users: this.users.value,
+        groups: this.groups.value,
+        everyone: this.everyone.checked,
+        expires: this.expires.value,
+        title: this.titleInput.value
+      },
+      report: {
+        cron: this.cron.value,
+        timezone: this.timezone.value,
+        onDemand: this.audienceRefreshes.checked ? 'audience' : 'owner',
+        refreshAfterMinutes: this.refreshAfter.value
+      }
     };
   }
 }
 
-async function publish(request: ShareRequest): Promise<{ url: string; version: number }> {
+async function post(
+  path: string,
+  request: ShareRequest | ReportRequest
+): Promise<{ url: string; version?: number }> {
   const settings = ServerConnection.makeSettings();
-  const url = settings.baseUrl.replace(/\/?$/, '/') + 'civis/shares/publish';
+  const url = settings.baseUrl.replace(/\/?$/, '/') + path;
   const response = await ServerConnection.makeRequest(
     url,
     { method: 'POST', body: JSON.stringify(request) },
@@ -96,16 +169,20 @@ async function publish(request: ShareRequest): Promise<{ url: string; version: n
 async function share(app: JupyterFrontEnd, panel: NotebookPanel): Promise<void> {
   await panel.context.save();
   const asked = await showDialog({
-    title: 'Share a snapshot of this notebook',
+    title: 'Share this notebook',
     body: new ShareForm(),
     buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Share' })]
   });
   if (!asked.button.accept || !asked.value) {
     return;
   }
-  let published: { url: string; version: number };
+  const { kind, form, report } = asked.value;
+  let published: { url: string; version?: number };
   try {
-    published = await publish(buildShareRequest(panel.context.path, asked.value));
+    published =
+      kind === 'report'
+        ? await post('civis/reports/publish', buildReportRequest(panel.context.path, form, report))
+        : await post('civis/shares/publish', buildShareRequest(panel.context.path, form));
   } catch (error) {
     await showErrorMessage('Share…', error as Error);
     return;
@@ -115,7 +192,12 @@ async function share(app: JupyterFrontEnd, panel: NotebookPanel): Promise<void> 
   const shown = input('civis-share-link');
   shown.readOnly = true;
   shown.value = link;
-  body.append(`Version ${published.version} is published at:`, shown);
+  body.append(
+    kind === 'report'
+      ? 'The report is at (its first run starts on schedule or when refreshed):'
+      : `Version ${published.version} is published at:`,
+    shown
+  );
   const done = await showDialog({
     title: 'Shared',
     body: new Widget({ node: body }),
@@ -140,7 +222,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ) => {
     app.commands.addCommand(COMMAND, {
       label: 'Share…',
-      caption: 'Publish a snapshot link of this notebook',
+      caption: 'Publish a snapshot or report link of this notebook',
       isEnabled: () => tracker.currentWidget !== null,
       execute: async () => {
         const panel = tracker.currentWidget;

@@ -61,3 +61,55 @@ export function buildShareRequest(path: string, form: FormValues, now?: number):
   }
   return { path, title: form.title.trim(), audience, expires: expiry(form.expires, now) };
 }
+
+/** The "Report" choice's refresh policy, as typed in the dialog. */
+export interface ReportValues {
+  /** five-field cron expression; "" = no schedule */
+  cron: string;
+  /** IANA time zone of the schedule, e.g. Europe/Paris */
+  timezone: string;
+  /** who may press Refresh: the owner only, or also the audience */
+  onDemand: 'owner' | 'audience';
+  /** refresh on view when the latest run is older than this many minutes; "" = never */
+  refreshAfterMinutes: string;
+}
+
+export interface ReportRequest {
+  path: string;
+  title: string;
+  audience: { users: string[]; groups: string[]; everyone: boolean } | null;
+  schedule: { cron: string; timezone: string } | null;
+  on_demand: 'owner' | 'audience';
+  refresh_after: number | null;
+}
+
+/** A report's request (the civis service checks the cron expression and time zone in full). */
+export function buildReportRequest(path: string, form: FormValues, report: ReportValues): ReportRequest {
+  const audience = {
+    users: names(form.users),
+    groups: names(form.groups),
+    everyone: form.everyone
+  };
+  const open = audience.users.length || audience.groups.length || audience.everyone;
+  const cron = report.cron.trim().split(/\s+/).filter(Boolean).join(' ');
+  if (cron && cron.split(' ').length !== 5) {
+    throw new Error('Schedule: a cron expression has five fields, e.g. "0 7 * * 1-5"');
+  }
+  const minutes = report.refreshAfterMinutes.trim();
+  let refreshAfter: number | null = null;
+  if (minutes) {
+    const value = Number(minutes);
+    if (!Number.isFinite(value) || value <= 0) {
+      throw new Error('Refresh on view: give a number of minutes above 0, or leave it empty');
+    }
+    refreshAfter = value * 60;
+  }
+  return {
+    path,
+    title: form.title.trim(),
+    audience: open ? audience : null,
+    schedule: cron ? { cron, timezone: report.timezone.trim() || 'UTC' } : null,
+    on_demand: report.onDemand,
+    refresh_after: refreshAfter
+  };
+}

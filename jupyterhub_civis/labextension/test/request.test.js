@@ -34,3 +34,27 @@ test('a request needs an audience and carries the path as given', () => {
     true
   );
 });
+
+test('a report request: schedule, who refreshes, refresh on view; audience optional', async () => {
+  const { buildReportRequest } = await import('../lib/request.js');
+  const form = { users: 'ann', groups: 'sales', everyone: false, expires: '', title: ' Daily ' };
+  const policy = { cron: ' 0 7  * * 1-5 ', timezone: 'Europe/Paris', onDemand: 'audience',
+                   refreshAfterMinutes: '90' };
+  assert.deepEqual(buildReportRequest('r/daily.ipynb', form, policy), {
+    path: 'r/daily.ipynb',
+    title: 'Daily',
+    audience: { users: ['ann'], groups: ['sales'], everyone: false },
+    schedule: { cron: '0 7 * * 1-5', timezone: 'Europe/Paris' },
+    on_demand: 'audience',
+    refresh_after: 5400
+  });
+  const bare = buildReportRequest('x.ipynb', { ...form, users: '', groups: '' },
+    { cron: '', timezone: '', onDemand: 'owner', refreshAfterMinutes: '' });
+  assert.equal(bare.audience, null);
+  assert.equal(bare.schedule, null);
+  assert.equal(bare.refresh_after, null);
+  assert.equal(buildReportRequest('x.ipynb', form, { ...policy, timezone: ' ' }).schedule.timezone, 'UTC');
+  assert.throws(() => buildReportRequest('x.ipynb', form, { ...policy, cron: '0 7 * *' }), /five fields/);
+  assert.throws(() => buildReportRequest('x.ipynb', form, { ...policy, refreshAfterMinutes: '-1' }),
+    /minutes above 0/);
+});

@@ -20,7 +20,7 @@ class QueriesPage(PageHandler):
         infos = await self.run(self.store.list, owner)
         reports = self.settings["reports"].store
         runs = await self.run(reports.running, owner)
-        owned = [r for r in await self.run(reports.visible, owner) if r["owner"] == owner]
+        owned = await self.run(reports.listed, owner)
         self.render_page(
             "queries.html", results=infos, runs=runs, reports=owned,
             message=self.get_argument("message", ""),

@@ -7,6 +7,7 @@ from tornado import web
 
 from jupyterhub_civis.service.reports import policy
 from jupyterhub_civis.service.reports.store import NotFound
+from jupyterhub_civis.service.shares.store import ShareNotFound
 
 
 class ReportAccess:
@@ -16,6 +17,17 @@ class ReportAccess:
     def reports(self):
         return self.settings["reports"]
 
+    async def viewer(self, row) -> bool:
+        """Whether the report's share lets the caller see it (the owner: always)."""
+        user = self.caller.user
+        if policy.may_manage(row.owner, user):
+            return True
+        try:
+            await self.run(self.settings["shares"].for_viewer, user, self.caller.groups, row.id)
+        except ShareNotFound:
+            return False
+        return True
+
     async def report(self, report_id, need="view"):
         """The report if the caller may ``need`` ("view", "refresh", "manage") it."""
         user = self.require_user()
@@ -23,10 +35,9 @@ class ReportAccess:
             row = await self.run(self.reports.store.get, report_id)
         except NotFound:
             raise web.HTTPError(404, policy.NOT_FOUND) from None
-        viewers = policy.loads(row.viewers, [])
-        if not policy.may_view(row.owner, viewers, user):
+        if not await self.viewer(row):
             raise web.HTTPError(404, policy.NOT_FOUND)
-        if need == "refresh" and not policy.may_refresh(row.owner, viewers, row.on_demand, user):
+        if need == "refresh" and not policy.may_refresh(row.owner, row.on_demand, user):
             raise web.HTTPError(403, "only the report's owner may refresh it")
         if need == "manage" and not policy.may_manage(row.owner, user):
             raise web.HTTPError(403, "only the report's owner may do this")

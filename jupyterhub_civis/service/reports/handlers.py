@@ -2,6 +2,7 @@
 
 - ``GET  api/reports``                           reports the caller owns or views
 - ``POST api/reports``                           create from a notebook (``ReportRequest``) → 201
+                                                 (with its ``url``; its share has the same id)
 - ``GET  api/reports/running``                   the caller's runs queued or going (status page)
 - ``GET  api/reports/<id>``                      the report, its latest successful run, the run going
 - ``DELETE api/reports/<id>``                    owner: delete the report and its runs → 204
@@ -26,7 +27,7 @@ from tornado import web
 from jupyterhub_civis.errors import InvalidInput, from_validation_error
 from jupyterhub_civis.execution import parameters as params
 from jupyterhub_civis.service.handlers.base import APIHandler
-from jupyterhub_civis.service.reports import policy
+from jupyterhub_civis.service.reports import policy, sharing
 from jupyterhub_civis.service.reports.access import ReportAccess
 from jupyterhub_civis.service.reports.store import report_json, run_json
 
@@ -84,7 +85,9 @@ class ReportsHandler(_Base):
 
     async def get(self):
         user = self.require_user()
-        self.write_json({"reports": await self.run(self.reports.store.visible, user)})
+        shared = await self.run(self.settings["shares"].list_shared_with, user, self.caller.groups)
+        ids = [info.id for info in shared if info.kind == sharing.KIND]
+        self.write_json({"reports": await self.run(self.reports.store.listed, user, ids)})
 
     async def post(self):
         user = self.require_user()
@@ -95,6 +98,7 @@ class ReportsHandler(_Base):
         self.checked(params.validate, request.notebook, request.parameters)
         settings = self.reports
         report = await self.run(self.checked_create, user, request, settings.default_timeout)
+        report["url"] = f"{self.settings['service_prefix']}r/{report['id']}"
         self.write_json(report, status=201)
 
     def checked_create(self, user, request, timeout):

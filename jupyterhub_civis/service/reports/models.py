@@ -1,4 +1,5 @@
-"""Report tables (SQLAlchemy 2), on the service's ``Base``; migration ``0004_reports``.
+"""Report tables (SQLAlchemy 2), on the service's ``Base``; migrations ``0004_reports``
+and ``0005_report_shares`` (who may see a report is its share's audience: ``sharing.py``).
 
 A report is a notebook its owner asked the service to run again and again; each
 run is kept: once final, a run row never changes (its executed notebook, the
@@ -27,8 +28,6 @@ class Report(Base):
     environment: Mapped[str] = mapped_column(sa.Text, default="{}")
     #: the owner's parameter values for scheduled runs (JSON)
     parameters: Mapped[str] = mapped_column(sa.Text, default="{}")
-    #: users who may view (JSON list; "*": every Hub user) — the share's audience later
-    viewers: Mapped[str] = mapped_column(sa.Text, default="[]")
     cron: Mapped[str] = mapped_column(sa.String(255), default="")
     timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
     #: who may refresh on demand: "owner" or "audience"

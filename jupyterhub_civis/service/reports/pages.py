@@ -16,11 +16,13 @@ Someone who may not view the report gets the same 404 page as for a missing link
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 
 from tornado import web
 
+from jupyterhub_civis.execution import parameters as params
 from jupyterhub_civis.service.pages import PageHandler
 from jupyterhub_civis.service.reports import diff, policy
 from jupyterhub_civis.service.reports.access import ReportAccess
@@ -43,15 +45,34 @@ class ReportPage(ReportAccess, PageHandler):
         return run_id
 
     def facts(self, row) -> dict:
-        viewers = policy.loads(row.viewers, [])
+        """What the templates need of a report the caller may see."""
         user = self.caller.user
         return {
             "report": report_json(row),
             "is_owner": policy.may_manage(row.owner, user),
-            "may_refresh": policy.may_refresh(row.owner, viewers, row.on_demand, user),
+            "may_refresh": policy.may_refresh(row.owner, row.on_demand, user),
             "refreshers": "the owner" if row.on_demand == policy.OWNER
             else "the owner and everyone who may view it",
         }
+
+
+#: the form control of each parameter type (``execution.parameters`` types them)
+INPUT_KINDS = {bool: "bool", int: "int", float: "float", str: "str", datetime.date: "date"}
+
+
+def parameter_fields(row, is_owner: bool) -> list[dict]:
+    """The parameter form's fields: name, kind, and a starting value (the notebook's
+    default; for the owner, their scheduled value — viewers never see those). Values are
+    shown, never run: the server validates what comes back (``parameters.validate``)."""
+    defaults = params.parameter_defaults(json.loads(row.notebook))
+    chosen = policy.loads(row.parameters, {}) if is_owner else {}
+    fields = []
+    for name, default in defaults.items():
+        value = chosen.get(name, default)
+        if isinstance(value, datetime.date):
+            value = value.isoformat()
+        fields.append({"name": name, "kind": INPUT_KINDS[type(default)], "value": value})
+    return fields
 
 
 class Viewer(ReportPage):
@@ -73,6 +94,7 @@ class Viewer(ReportPage):
             is_latest=shown is not None and latest is not None and shown.id == latest.id,
             active=active,
             failed=failed,
+            fields=parameter_fields(row, facts["is_owner"]) if facts["may_refresh"] else [],
             **facts,
         )
 
@@ -84,13 +106,10 @@ class History(ReportPage):
         runs = await self.run(self.reports.store.runs, row.id)
         facts = self.facts(row)
         if facts["is_owner"]:
-            errors = {}
-            for r in runs:
+            for r in runs:  # the owner reads why a run failed: its error, cell and log
                 if r["status"] not in policy.ACTIVE + ("done",):
                     full = await self.run(self.reports.store.run, r["id"])
-                    errors[r["id"]] = policy.loads(full.error, None)
-            for r in runs:
-                r["error"] = errors.get(r["id"])
+                    r.update(error=policy.loads(full.error, None), log=full.log)
         latest = await self.run(self.reports.store.latest_good, row.id)
         self.render_page("report_history.html", runs=runs,
                          latest_id=latest.id if latest else None, **facts)

@@ -6,10 +6,13 @@
 - **Catch-up**: fires missed while no replica was running (service down, hub
   down) collapse into ONE run as soon as a replica is back; the next fire is
   then the first one after that moment. A report never runs a burst of old fires.
-- **Who may do what**: the owner everything; a viewer (the audience) reads the
-  latest successful run and the history's summary; refreshes on demand only
-  when ``on_demand == "audience"``. Anyone else: "not found" (404), exactly
-  as for a report that does not exist. Errors, logs and cancel: owner only.
+- **Who may do what**: the owner everything; a viewer — whoever the report's
+  share lets see it (``shares.policy.may_view``: named users, groups, everyone
+  who can log in; not once revoked or expired) — reads the latest successful
+  run and the history's summary, opens a copy of a successful run, and
+  refreshes on demand only when ``on_demand == "audience"``. Anyone else: "not
+  found" (404), exactly as for a report that does not exist. Errors, logs and
+  cancel: owner only.
 - **Refresh on view**: a view of a report whose latest successful run is older
   than ``refresh_after`` seconds (and with no run going) starts one.
 """
@@ -22,9 +25,18 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from jupyterhub_civis.errors import InvalidInput
+from jupyterhub_civis.service.shares.policy import Audience
+from jupyterhub_civis.service.shares.schemas import AudienceBody
 
 OWNER, AUDIENCE = "owner", "audience"
 EVERYONE = "*"
@@ -71,18 +83,9 @@ def after_fire(cron: str, timezone: str, now: float) -> float:
 # ---------------------------------------------------------------- permissions
 
 
-def is_viewer(viewers: list[str], user: str | None) -> bool:
-    return user is not None and (EVERYONE in viewers or user in viewers)
-
-
-def may_view(owner: str, viewers: list[str], user: str | None) -> bool:
-    return user is not None and (user == owner or is_viewer(viewers, user))
-
-
-def may_refresh(owner: str, viewers: list[str], on_demand: str, user: str | None) -> bool:
-    if user is not None and user == owner:
-        return True
-    return on_demand == AUDIENCE and is_viewer(viewers, user)
+def may_refresh(owner: str, on_demand: str, user: str | None) -> bool:
+    """Whether ``user``, whom the report's share lets see it, may refresh it on demand."""
+    return (user is not None and user == owner) or on_demand == AUDIENCE
 
 
 def may_manage(owner: str, user: str | None) -> bool:
@@ -118,11 +121,20 @@ class ReportRequest(BaseModel):
     #: the user_options a report server starts with (the notebook's recorded environment)
     environment: dict[str, Any] = {}
     parameters: dict[str, Any] = {}
+    #: who may see it besides the owner, as for a share (none: the owner only)
+    audience: AudienceBody | None = None
+    #: shorthand for ``audience.users`` (``"*"``: everyone who can log in)
     viewers: Annotated[list[UserName], Field(max_length=MAX_VIEWERS)] = []
     schedule: Schedule | None = None
     on_demand: Annotated[str, StringConstraints(pattern=r"^(owner|audience)$")] = OWNER
     refresh_after: Annotated[float, Field(gt=0, le=366 * 86400)] | None = None
     timeout: Annotated[float, Field(gt=0, le=24 * 3600)] | None = None
+
+    @model_validator(mode="after")
+    def _one_audience(self):
+        if self.audience is not None and self.viewers:
+            raise ValueError("give the audience or viewers, not both")
+        return self
 
     @field_validator("path")
     @classmethod
@@ -138,6 +150,15 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     parameters: dict[str, Any] | None = None
+
+
+def audience(request: ReportRequest) -> Audience:
+    """The report's share audience."""
+    if request.audience is not None:
+        body = request.audience
+        return Audience(frozenset(body.users), frozenset(body.groups), body.everyone)
+    users = frozenset(request.viewers) - {EVERYONE}
+    return Audience(users, frozenset(), EVERYONE in request.viewers)
 
 
 def recorded_environment(request: ReportRequest) -> dict:

@@ -14,12 +14,15 @@ Everything several replicas must agree on is decided by the database:
 
 A final run is never updated again (``finish`` only touches active runs).
 Its results are pinned by the run (``civis_pins`` ref ``report-run:<id>``)
-in the transaction that finishes it.
+in the transaction that finishes it; a successful run is also published there
+as a version of the report's share (``sharing.py``: who may see a report, and
+"Open a copy" of a run, are the share machinery's).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from jupyterhub_civis.service.models import Pin, Result
-from jupyterhub_civis.service.reports import policy
+from jupyterhub_civis.service.reports import policy, sharing
 from jupyterhub_civis.service.reports.models import Report, ReportRun
 
 RUN_PIN_PREFIX = "report-run:"
@@ -57,7 +60,6 @@ def report_json(row: Report) -> dict:
         "path": row.path,
         "environment": policy.loads(row.environment, {}),
         "parameters": policy.loads(row.parameters, {}),
-        "viewers": policy.loads(row.viewers, []),
         "schedule": {"cron": row.cron, "timezone": row.timezone} if row.cron else None,
         "on_demand": row.on_demand,
         "refresh_after": row.refresh_after,
@@ -88,20 +90,20 @@ class ReportStore:
 
     # ------------------------------------------------------------ reports
     def create(self, owner: str, request: policy.ReportRequest, default_timeout: float) -> dict:
+        """The report and its share (``request``'s audience), in one transaction."""
         now = self.clock()
         schedule = request.schedule
         if schedule:
             policy.check_cron(schedule.cron)
             policy.check_timezone(schedule.timezone)
         row = Report(
-            id=uuid.uuid4().hex,
+            id=secrets.token_hex(16),  # also the share's id: 128 random bits
             owner=owner,
             title=request.title or request.path.rsplit("/", 1)[-1],
             path=request.path,
             notebook=json.dumps(request.notebook).encode(),
             environment=json.dumps(policy.recorded_environment(request)),
             parameters=json.dumps(request.parameters, default=str),
-            viewers=json.dumps(sorted(set(request.viewers))),
             cron=schedule.cron if schedule else "",
             timezone=schedule.timezone if schedule else "UTC",
             on_demand=request.on_demand,
@@ -113,6 +115,9 @@ class ReportStore:
         )
         with self.session.begin() as s:
             s.add(row)
+            s.flush()
+            sharing.create_share(s, row.id, owner, title=row.title, path=row.path,
+                                 audience=policy.audience(request), now=now)
         return report_json(row)
 
     def get(self, report_id: str) -> Report:
@@ -122,19 +127,19 @@ class ReportStore:
             raise NotFound(report_id)
         return row
 
-    def visible(self, user: str) -> list[dict]:
-        """Reports ``user`` owns or views, newest first."""
+    def listed(self, owner: str, shared: list[str] = ()) -> list[dict]:
+        """Reports ``owner`` owns and those with ids in ``shared``, newest first."""
         with self.session() as s:
-            rows = s.scalars(sa.select(Report).order_by(Report.created.desc())).all()
-        return [
-            report_json(r)
-            for r in rows
-            if policy.may_view(r.owner, policy.loads(r.viewers, []), user)
-        ]
+            rows = s.scalars(
+                sa.select(Report).where((Report.owner == owner) | Report.id.in_(list(shared)))
+                .order_by(Report.created.desc())
+            ).all()
+        return [report_json(r) for r in rows]
 
     def delete(self, report_id: str) -> None:
         with self.session.begin() as s:
             self._unpin_runs(s, report_id)
+            sharing.delete_share(s, report_id)
             s.execute(sa.delete(ReportRun).where(ReportRun.report_id == report_id))
             s.execute(sa.delete(Report).where(Report.id == report_id))
 
@@ -224,9 +229,12 @@ class ReportStore:
             )
             if done.rowcount != 1:
                 return False
-            report_id = s.get(ReportRun, run_id).report_id
-            owner = s.get(Report, report_id).owner
+            run = s.get(ReportRun, run_id)
+            owner = s.get(Report, run.report_id).owner
             self._pin(s, owner, ids, RUN_PIN_PREFIX + run_id)
+            if status == "done" and notebook is not None:
+                sharing.publish_run(s, run.report_id, run.number, notebook,
+                                    policy.loads(run.environment, {}), values["finished"])
         return True
 
     def _pin(self, s, owner: str, ids: list[str], ref: str) -> None:

@@ -115,11 +115,11 @@ class SharedByMe(SharePage):
         events = {}
         for info in infos:
             events[info.id] = await self.run(self.shares.events, owner, info.id, 50)
-        reports = await self.run(self.settings["reports"].store.visible, owner)
+        reports = await self.run(self.settings["reports"].store.listed, owner)
         self.render_page(
             "shares_mine.html",
             shares=infos,
-            reports=[r for r in reports if r["owner"] == owner],
+            reports=reports,
             events=events,
             message=self.get_argument("message", ""),
         )

@@ -31,6 +31,55 @@ class ShareNotFound(Exception):
     """Missing, not for the caller, revoked, expired or mistyped: never told apart."""
 
 
+def set_audience(s: Session, share_id: str, audience: policy.Audience) -> None:
+    s.execute(sa.delete(ShareMember).where(ShareMember.share_id == share_id))
+    s.add_all(ShareMember(share_id=share_id, kind="user", name=u) for u in audience.users)
+    s.add_all(ShareMember(share_id=share_id, kind="group", name=g) for g in audience.groups)
+
+
+def add_version(
+    s: Session, row: Share, raw: bytes, now: float, *, number: int | None = None,
+    environment: dict | None = None,
+) -> list[str]:
+    """Publish ``raw`` as version ``number`` (default: the next) of ``row`` in session
+    ``s``; carry (and pin) the owner's results it pins. ``environment`` stands in for a
+    notebook that recorded none. Returns the pinned ids the owner does not hold."""
+    nb = policy.parse_notebook(raw)
+    if number is None:
+        latest = s.scalar(
+            sa.select(sa.func.max(ShareVersion.number)).where(ShareVersion.share_id == row.id)
+        )
+        number = (latest or 0) + 1
+    s.add(
+        ShareVersion(
+            share_id=row.id,
+            number=number,
+            created=now,
+            notebook=raw,
+            size=len(raw),
+            sha256=hashlib.sha256(raw).hexdigest(),
+            environment=json.dumps(policy.environment_record(nb) or environment or {}),
+        )
+    )
+    wanted = policy.pinned_results(nb)
+    held = set(
+        s.scalars(
+            sa.select(Result.id).where(Result.id.in_(wanted) & (Result.owner == row.owner))
+        )
+    ) if wanted else set()
+    s.flush()
+    ref = policy.pin_ref(row.id)
+    pinned = set(
+        s.scalars(sa.select(Pin.result_id).where(Pin.ref == ref, Pin.result_id.in_(held)))
+    ) if held else set()
+    for rid in sorted(held):
+        s.add(ShareResult(share_id=row.id, number=number, result_id=rid))
+        if rid not in pinned:
+            s.add(Pin(result_id=rid, ref=ref, server="", created=now))
+    row.updated = now
+    return [rid for rid in wanted if rid not in held]
+
+
 class ShareStore:
     def __init__(self, session_factory):
         self.session = session_factory
@@ -94,50 +143,6 @@ class ShareStore:
         return row
 
     # -- writing
-    def _set_audience(self, s: Session, share_id: str, audience: policy.Audience) -> None:
-        s.execute(sa.delete(ShareMember).where(ShareMember.share_id == share_id))
-        s.add_all(ShareMember(share_id=share_id, kind="user", name=u) for u in audience.users)
-        s.add_all(ShareMember(share_id=share_id, kind="group", name=g) for g in audience.groups)
-
-    def _add_version(self, s: Session, row: Share, raw: bytes, now: float) -> list[str]:
-        """Publish ``raw`` as the next version; carry (and pin) the owner's results it
-        pins. Returns the pinned ids the owner does not hold."""
-        nb = policy.parse_notebook(raw)
-        number = (
-            s.scalar(
-                sa.select(sa.func.max(ShareVersion.number)).where(ShareVersion.share_id == row.id)
-            )
-            or 0
-        ) + 1
-        s.add(
-            ShareVersion(
-                share_id=row.id,
-                number=number,
-                created=now,
-                notebook=raw,
-                size=len(raw),
-                sha256=hashlib.sha256(raw).hexdigest(),
-                environment=json.dumps(policy.environment_record(nb)),
-            )
-        )
-        wanted = policy.pinned_results(nb)
-        held = set(
-            s.scalars(
-                sa.select(Result.id).where(Result.id.in_(wanted) & (Result.owner == row.owner))
-            )
-        ) if wanted else set()
-        s.flush()
-        ref = policy.pin_ref(row.id)
-        pinned = set(
-            s.scalars(sa.select(Pin.result_id).where(Pin.ref == ref, Pin.result_id.in_(held)))
-        ) if held else set()
-        for rid in sorted(held):
-            s.add(ShareResult(share_id=row.id, number=number, result_id=rid))
-            if rid not in pinned:
-                s.add(Pin(result_id=rid, ref=ref, server="", created=now))
-        row.updated = now
-        return [rid for rid in wanted if rid not in held]
-
     def create(
         self,
         owner: str,
@@ -167,8 +172,8 @@ class ShareStore:
             )
             s.add(row)
             s.flush()
-            self._set_audience(s, row.id, audience)
-            missing = self._add_version(s, row, notebook, now)
+            set_audience(s, row.id, audience)
+            missing = add_version(s, row, notebook, now)
             s.flush()
             info = self._info(s, row)
         info.missing_results = missing
@@ -220,7 +225,7 @@ class ShareStore:
                 raise ShareNotFound()
             if path is not None:
                 row.path = path
-            missing = self._add_version(s, row, notebook, now)
+            missing = add_version(s, row, notebook, now)
             s.flush()
             info = self._info(s, row)
         info.missing_results = missing
@@ -250,7 +255,7 @@ class ShareStore:
                 raise ShareNotFound()
             if audience is not None:
                 row.everyone = audience.everyone
-                self._set_audience(s, row.id, audience)
+                set_audience(s, row.id, audience)
             if set_expires:
                 row.expires = expires
             if title is not None:

@@ -36,19 +36,47 @@
     }
   }
 
+  async function refresh(trigger, body) {
+    trigger.disabled = true;
+    const r = await fetch(`${api}/runs`, {
+      method: "POST", credentials: "same-origin", headers, body: JSON.stringify(body),
+    });
+    if (!r.ok) {
+      const answer = await r.json().catch(() => ({}));
+      say(answer.message || `Refresh refused (${r.status}).`);
+      trigger.disabled = false;
+      return;
+    }
+    message.hidden = true;
+    await follow();
+  }
+
+  // a typed value as JSON (the server checks each against the notebook's parameters:
+  // what does not parse as a number is sent as typed, and refused with a message)
+  function value(input) {
+    const kind = input.dataset.kind;
+    if (kind === "bool") {
+      return input.checked;
+    }
+    const text = input.value;
+    if ((kind === "int" || kind === "float") && text.trim() !== "" && Number.isFinite(Number(text))) {
+      return Number(text);
+    }
+    return text;
+  }
+
   if (button) {
-    button.addEventListener("click", async () => {
-      button.disabled = true;
-      const r = await fetch(`${api}/runs`, {
-        method: "POST", credentials: "same-origin", headers, body: "{}",
-      });
-      if (!r.ok) {
-        const body = await r.json().catch(() => ({}));
-        say(body.message || `Refresh refused (${r.status}).`);
-        button.disabled = false;
-        return;
+    button.addEventListener("click", () => refresh(button, {}));
+  }
+  const form = document.getElementById("report-parameters");
+  if (form) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const parameters = {};
+      for (const input of form.querySelectorAll("input[data-kind]")) {
+        parameters[input.name] = value(input);
       }
-      await follow();
+      refresh(document.getElementById("report-run-with"), { parameters });
     });
   }
   if (!progress.hidden) {
