@@ -4,7 +4,11 @@
  * One command (File menu, notebook toolbar, command palette) saves the notebook,
  * asks for audience / expiry / title, and publishes it through this server's
  * `civis/shares/publish` endpoint (the first time a new link, then new versions of
- * the same link); the answer is the link, with a Copy button.
+ * the same link); the answer is the link, with a Copy button. Where this server may
+ * be shared live (JupyterHub >= 5 with live shares: `GET civis/shares/live`), the
+ * dialog also offers "Live (share this running server)": a JupyterHub share code
+ * through `POST civis/shares/live`, listed and revocable on the service's
+ * "Shared by me".
  *
  * "Queries (live status)" (File menu, command palette) opens this server's query-cache
  * status page in a new browser tab.
@@ -23,7 +27,13 @@ import { IMainMenu } from '@jupyterlab/mainmenu';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
-import { buildShareRequest, FormValues, ShareRequest } from './request';
+import {
+  buildLiveRequest,
+  buildShareRequest,
+  FormValues,
+  LiveRequest,
+  ShareRequest
+} from './request';
 import { statusPageUrl } from './status';
 
 const COMMAND = 'jupyterhub-civis:share';
@@ -55,8 +65,9 @@ class ShareForm extends Widget {
   private everyone = input('civis-share-everyone', 'checkbox');
   private expires = input('civis-share-expires', 'date');
   private titleInput = input('civis-share-title', 'text', 'title (default: the file name)');
+  private live = input('civis-share-live', 'checkbox');
 
-  constructor() {
+  constructor(liveAvailable: boolean) {
     super();
     this.node.append(
       field('Users', this.users),
@@ -65,6 +76,17 @@ class ShareForm extends Widget {
       field('Expires (optional)', this.expires),
       field('Title', this.titleInput)
     );
+    if (liveAvailable) {
+      // a share code admits whoever accepts it; the audience fields do not apply
+      const row = field('Live (share this running server) ', this.live);
+      row.title = 'Anyone you give the link to works in this server, as you, until it expires';
+      this.node.append(row);
+      this.live.addEventListener('change', () => {
+        for (const el of [this.users, this.groups, this.everyone]) {
+          el.disabled = this.live.checked;
+        }
+      });
+    }
   }
 
   getValue(): FormValues {
@@ -73,19 +95,16 @@ class ShareForm extends Widget {
       groups: this.groups.value,
       everyone: this.everyone.checked,
       expires: this.expires.value,
-      title: this.titleInput.value
+      title: this.titleInput.value,
+      live: this.live.checked
     };
   }
 }
 
-async function publish(request: ShareRequest): Promise<{ url: string; version: number }> {
+async function call(path: string, init: RequestInit = {}): Promise<any> {
   const settings = ServerConnection.makeSettings();
-  const url = settings.baseUrl.replace(/\/?$/, '/') + 'civis/shares/publish';
-  const response = await ServerConnection.makeRequest(
-    url,
-    { method: 'POST', body: JSON.stringify(request) },
-    settings
-  );
+  const url = settings.baseUrl.replace(/\/?$/, '/') + path;
+  const response = await ServerConnection.makeRequest(url, init, settings);
   const data = await response.json();
   if (!response.ok) {
     throw new Error(data.message || response.statusText);
@@ -93,36 +112,61 @@ async function publish(request: ShareRequest): Promise<{ url: string; version: n
   return data;
 }
 
-async function share(app: JupyterFrontEnd, panel: NotebookPanel): Promise<void> {
-  await panel.context.save();
-  const asked = await showDialog({
-    title: 'Share a snapshot of this notebook',
-    body: new ShareForm(),
-    buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Share' })]
-  });
-  if (!asked.button.accept || !asked.value) {
-    return;
-  }
-  let published: { url: string; version: number };
+/** Whether this server may be shared live; false when the answer does not come. */
+async function liveAvailable(): Promise<boolean> {
   try {
-    published = await publish(buildShareRequest(panel.context.path, asked.value));
-  } catch (error) {
-    await showErrorMessage('Share…', error as Error);
-    return;
+    return Boolean((await call('civis/shares/live')).available);
+  } catch {
+    return false;
   }
-  const link = new URL(published.url, window.location.origin).href;
+}
+
+async function shareLive(request: LiveRequest): Promise<{ accept_url: string }> {
+  return call('civis/shares/live', { method: 'POST', body: JSON.stringify(request) });
+}
+
+async function showLink(title: string, text: string, link: string): Promise<void> {
   const body = document.createElement('div');
   const shown = input('civis-share-link');
   shown.readOnly = true;
   shown.value = link;
-  body.append(`Version ${published.version} is published at:`, shown);
+  body.append(text, shown);
   const done = await showDialog({
-    title: 'Shared',
+    title,
     body: new Widget({ node: body }),
     buttons: [Dialog.okButton({ label: 'Copy' }), Dialog.cancelButton({ label: 'Close' })]
   });
   if (done.button.accept) {
     Clipboard.copyToSystem(link);
+  }
+}
+
+async function publish(request: ShareRequest): Promise<{ url: string; version: number }> {
+  return call('civis/shares/publish', { method: 'POST', body: JSON.stringify(request) });
+}
+
+async function share(app: JupyterFrontEnd, panel: NotebookPanel): Promise<void> {
+  const [, canShareLive] = await Promise.all([panel.context.save(), liveAvailable()]);
+  const asked = await showDialog({
+    title: 'Share a snapshot of this notebook',
+    body: new ShareForm(canShareLive),
+    buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Share' })]
+  });
+  if (!asked.button.accept || !asked.value) {
+    return;
+  }
+  try {
+    if (asked.value.live) {
+      const live = await shareLive(buildLiveRequest(asked.value));
+      const link = new URL(live.accept_url, window.location.origin).href;
+      await showLink('Shared live', 'Whoever accepts this link works in this server:', link);
+      return;
+    }
+    const published = await publish(buildShareRequest(panel.context.path, asked.value));
+    const link = new URL(published.url, window.location.origin).href;
+    await showLink('Shared', `Version ${published.version} is published at:`, link);
+  } catch (error) {
+    await showErrorMessage('Share…', error as Error);
   }
 }
 

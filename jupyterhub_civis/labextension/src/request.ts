@@ -12,6 +12,8 @@ export interface FormValues {
   /** a date, YYYY-MM-DD (the link works until the end of that day, UTC); "" = never */
   expires: string;
   title: string;
+  /** share this running server live (a JupyterHub share code) instead of a snapshot */
+  live?: boolean;
 }
 
 export interface ShareRequest {
@@ -60,4 +62,20 @@ export function buildShareRequest(path: string, form: FormValues, now?: number):
     throw new Error('Audience: name at least one user or group, or choose everyone');
   }
   return { path, title: form.title.trim(), audience, expires: expiry(form.expires, now) };
+}
+
+/** What "Live (share this running server)" sends: the code's expiry in seconds from
+ * now (until the end of the chosen day, UTC; none: the service's default, one day). */
+export interface LiveRequest {
+  title: string;
+  expires_in?: number;
+}
+
+export function buildLiveRequest(form: FormValues, now: number = Date.now()): LiveRequest {
+  const out: LiveRequest = { title: form.title.trim() };
+  const end = expiry(form.expires, now);
+  if (end !== null) {
+    out.expires_in = Math.max(60, Math.round(end - now / 1000));
+  }
+  return out;
 }

@@ -1,7 +1,7 @@
 // node --test: the pure part of the "Share…" dialog (compiled to lib/ by tsc first).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildShareRequest, expiry, names } from '../lib/request.js';
+import { buildLiveRequest, buildShareRequest, expiry, names } from '../lib/request.js';
 
 const NOW = Date.UTC(2026, 0, 1);
 
@@ -33,4 +33,12 @@ test('a request needs an audience and carries the path as given', () => {
     buildShareRequest('x.ipynb', { ...form, users: '', everyone: true }, NOW).audience.everyone,
     true
   );
+});
+
+test('a live share sends the title and the seconds until the end of the chosen day', () => {
+  const form = { users: '', groups: '', everyone: false, expires: '', title: ' pair ', live: true };
+  assert.deepEqual(buildLiveRequest(form, NOW), { title: 'pair' });
+  const until = buildLiveRequest({ ...form, expires: '2026-01-02' }, NOW);
+  assert.equal(until.expires_in, 2 * 86400 - 1);
+  assert.throws(() => buildLiveRequest({ ...form, expires: '2025-12-31' }, NOW), /future/);
 });
