@@ -28,7 +28,7 @@ def test_share_from_jupyterlab(hub, browser, tmp_path):
     page.set_default_timeout(120_000)
     page.goto(f"{hub.url}/user/{owner}/lab/lab/tree/report.ipynb")
     expect(page.locator(".jp-NotebookPanel .jp-RenderedMarkdown h1")).to_contain_text(
-        "Shared from Lab"
+        "Shared from Lab", timeout=120_000  # JupyterLab's first load, on a loaded machine
     )
     expect(page.locator(".jp-NotebookPanel-toolbar .civis-share-button")).to_be_visible()
 
