@@ -155,6 +155,10 @@ def main() -> None:
 
             # 2. open a copy vs start a named server in the same environment
             session = login(hub, viewer)
+            # untimed: the environment's first server on this hub (a cold start that
+            # would fall on whichever side happened to run first)
+            spawn(hub, viewer, "warmup", viewer_token)
+            remove_servers(hub, viewer)
             copies, spawns = [], []
             for run in range(args.copies):
                 xsrf = viewer_form(base, sid, session)  # the person is on the page: untimed
