@@ -82,10 +82,14 @@ def viewer_form(base: str, sid: str, session: requests.Session) -> str:
     return re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
 
 
-def open_copy(hub, base: str, sid: str, session: requests.Session, xsrf: str) -> None:
+def open_copy(hub, base: str, sid: str, session: requests.Session, xsrf: str,
+              split: list | None = None) -> None:
+    started = time.perf_counter()
     r = session.post(f"{base}s/{sid}/copy?v=1", data={"_xsrf": xsrf}, timeout=120,
                      allow_redirects=False)
     assert r.status_code == 302, (r.status_code, r.text[:300])
+    if split is not None:  # the service's answer (it starts the server) vs the rest
+        split.append(time.perf_counter() - started)
     pending = hub.url + r.headers["Location"]
 
     def in_lab():
@@ -151,15 +155,22 @@ def main() -> None:
 
             # 2. open a copy vs start a named server in the same environment
             session = login(hub, viewer)
+            # untimed: the environment's first server on this hub (a cold start that
+            # would fall on whichever side happened to run first)
+            spawn(hub, viewer, "warmup", viewer_token)
+            remove_servers(hub, viewer)
             copies, spawns = [], []
             for run in range(args.copies):
                 xsrf = viewer_form(base, sid, session)  # the person is on the page: untimed
-                copies.append(timed(lambda x=xsrf: open_copy(hub, base, sid, session, x)))
+                split: list = []
+                copies.append(
+                    timed(lambda x=xsrf, sp=split: open_copy(hub, base, sid, session, x, sp))
+                )
                 remove_servers(hub, viewer)
                 spawns.append(timed(lambda n=f"plain{run}": spawn(hub, viewer, n, viewer_token)))
                 remove_servers(hub, viewer)
-                print(f"copy {run + 1}: open a copy {copies[-1]:.2f} s, "
-                      f"spawn {spawns[-1]:.2f} s", flush=True)
+                print(f"copy {run + 1}: open a copy {copies[-1]:.2f} s (service answered the "
+                      f"form after {split[0]:.2f} s), spawn {spawns[-1]:.2f} s", flush=True)
             copy_ratio = statistics.median(copies) / statistics.median(spawns)
 
             # 3. concurrent viewers, each a user of their own: first as never seen by the
@@ -190,6 +201,9 @@ def main() -> None:
             print(f"nbconvert from scratch, median: {statistics.median(renders) * 1000:.0f} ms")
             print(f"open a copy, median: {statistics.median(copies):.2f} s; "
                   f"named server spawn, median: {statistics.median(spawns):.2f} s")
+            load1, load5, load15 = os.getloadavg()
+            print(f"load average (1, 5, 15 min): {load1:.1f} {load5:.1f} {load15:.1f} "
+                  f"on {os.cpu_count()} cores")
             print(f"view_vs_render={view_ratio:.3f} copy_vs_spawn={copy_ratio:.2f} "
                   f"viewers_ok={len(ok)}/{len(tokens)} viewers_p95_ms={p95:.0f}")
         finally:

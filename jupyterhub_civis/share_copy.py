@@ -10,6 +10,7 @@ in JupyterLab. Re-running it reads the owner's pinned results through the share.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -81,19 +82,24 @@ class OpenShare(JupyterHandler):
         if not copier.service_url:
             raise web.HTTPError(404, "this server does not know the civis service")
         try:
-            info = json.loads(await copier.fetch(f"api/shares/{share_id}"))
-            raw = await copier.fetch(f"api/shares/{share_id}/versions/{number}/notebook")
+            described, raw = await asyncio.gather(
+                copier.fetch(f"api/shares/{share_id}"),
+                copier.fetch(f"api/shares/{share_id}/versions/{number}/notebook"),
+            )
         except HTTPClientError as e:
             raise web.HTTPError(404 if e.code in (403, 404) else 502, "share not found") from None
+        info = json.loads(described)
         path = copy_name(info.get("path", ""), info.get("title", ""), hashlib.sha256(raw).hexdigest())
         cm = self.contents_manager
         if not await ensure_async(cm.dir_exists(FOLDER)):
             await ensure_async(cm.save({"type": "directory"}, FOLDER))
         if not await ensure_async(cm.file_exists(path)):
-            notebook = json.loads(raw)
-            await ensure_async(
-                cm.save({"type": "notebook", "format": "json", "content": notebook}, path)
-            )
+            # the bytes as shared (the service checked they are a notebook), saved as a
+            # file: no re-parse and re-validation of a large notebook on the way to
+            # JupyterLab, and never signed as trusted here (its outputs are someone
+            # else's; JupyterLab shows them as untrusted until the viewer re-runs it)
+            text = raw.decode("utf-8")
+            await ensure_async(cm.save({"type": "file", "format": "text", "content": text}, path))
         self.redirect(url_path_join(self.base_url, "lab", "tree", quote(path)))
 
 

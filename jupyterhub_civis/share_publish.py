@@ -11,6 +11,9 @@ server). Answers the service's share (``url``, ``id``, ``version``) or its error
 "on_demand", "refresh_after"}`` (the dialog's "Report" choice) creates a report
 link of the saved notebook through the service's ``api/reports`` (the notebook's
 recorded environment is the one its runs start with). Answers ``url`` and ``id``.
+
+``GET``/``POST <server>/civis/shares/live``: whether this server may be shared live,
+and a JupyterHub share code of it through the service (see ``Live``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import ensure_async, url_path_join
 from tornado import web
-from tornado.httpclient import HTTPClientError
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from jupyterhub_civis.share_copy import ShareCopy
 
@@ -56,16 +59,6 @@ class _Publish(APIHandler):
             raise web.HTTPError(503, "this server does not know the civis service")
         return body, path, model, copier
 
-    def refused(self, e: HTTPClientError) -> None:
-        """Pass the service's refusal on (its message says what to change)."""
-        status = e.code if e.code in (400, 403, 404, 413) else 502
-        try:
-            message = json.loads(e.response.body)["message"]
-        except Exception:
-            message = str(e)
-        self.set_status(status)
-        self.finish(json.dumps({"status": status, "message": message}))
-
 
 class PublishReport(_Publish):
     @web.authenticated
@@ -76,7 +69,7 @@ class PublishReport(_Publish):
         try:
             out = json.loads(await copier.send("POST", "api/reports", request))
         except HTTPClientError as e:
-            self.refused(e)
+            refuse(self, e)
             return
         self.finish(json.dumps({"id": out["id"], "url": out["url"]}))
 
@@ -125,12 +118,70 @@ class Publish(_Publish):
                     },
                 )
         except HTTPClientError as e:
-            self.refused(e)
+            refuse(self, e)
             return
         out = json.loads(answer)
         self.finish(
             json.dumps({"id": out["id"], "url": out["url"], "version": len(out["versions"])})
         )
+
+
+class Live(APIHandler):
+    """``GET``: whether this server may be shared live (``{"available", "reason"}``): its
+    token holds the hub's ``shares`` scope for it, which exists from JupyterHub 5 on
+    and is granted by ``declare_service(live_shares=True)``. ``POST {"title",
+    "expires_in"}``: a JupyterHub share code of this server, through the service (which
+    lists it with the user's other shares): ``{"id", "accept_url", "expires"}``."""
+
+    @web.authenticated
+    async def get(self):
+        copier: ShareCopy = self.settings["civis_share_copy"]
+        hub_api = os.environ.get("JUPYTERHUB_API_URL", "")
+        if not (copier.service_url and hub_api):
+            self.finish(json.dumps({"available": False, "reason": "not started by JupyterHub"}))
+            return
+        try:
+            r = await AsyncHTTPClient().fetch(
+                hub_api.rstrip("/") + "/user",
+                headers={"Authorization": f"token {copier.token}"},
+                request_timeout=30,
+            )
+            scopes = json.loads(r.body).get("scopes") or []
+        except (HTTPClientError, OSError, ValueError) as e:
+            self.finish(json.dumps({"available": False, "reason": f"the hub did not answer: {e}"}))
+            return
+        available = any(s == "shares" or s.startswith("shares!") for s in scopes)
+        reason = "" if available else "live sharing needs JupyterHub 5 with live shares enabled"
+        self.finish(json.dumps({"available": available, "reason": reason}))
+
+    @web.authenticated
+    async def post(self):
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "body: is not valid JSON") from None
+        unknown = sorted(set(body) - {"title", "expires_in"}) if isinstance(body, dict) else []
+        if not isinstance(body, dict) or unknown:
+            raise web.HTTPError(400, f"{unknown[0] if unknown else 'body'}: is not a recognised option")
+        copier: ShareCopy = self.settings["civis_share_copy"]
+        request = {"server": os.environ.get("JUPYTERHUB_SERVER_NAME", ""), **body}
+        try:
+            out = json.loads(await copier.send("POST", "api/shares/live", request))
+        except HTTPClientError as e:
+            refuse(self, e)
+            return
+        self.finish(json.dumps({k: out.get(k) for k in ("id", "accept_url", "expires")}))
+
+
+def refuse(handler, e: HTTPClientError) -> None:
+    """Pass the service's refusal (its status and message) on to JupyterLab."""
+    status = e.code if e.code in (400, 403, 404, 413) else 502
+    try:
+        message = json.loads(e.response.body)["message"]
+    except Exception:
+        message = str(e)
+    handler.set_status(status)
+    handler.finish(json.dumps({"status": status, "message": message}))
 
 
 def _jupyter_server_extension_points():
@@ -141,7 +192,11 @@ def _load_jupyter_server_extension(serverapp):
     settings = serverapp.web_app.settings
     settings.setdefault("civis_share_copy", ShareCopy(parent=serverapp))
     base = settings["base_url"]
-    serverapp.web_app.add_handlers(".*$", [
-        (url_path_join(base, "civis/shares/publish"), Publish),
-        (url_path_join(base, "civis/reports/publish"), PublishReport),
-    ])
+    serverapp.web_app.add_handlers(
+        ".*$",
+        [
+            (url_path_join(base, "civis/shares/publish"), Publish),
+            (url_path_join(base, "civis/reports/publish"), PublishReport),
+            (url_path_join(base, "civis/shares/live"), Live),
+        ],
+    )

@@ -34,6 +34,7 @@ from jupyterhub_civis.service.handoff import HandoffServer
 from jupyterhub_civis.service.metrics import Metrics
 from jupyterhub_civis.service.pages import STATIC, StaticFiles, make_jinja
 from jupyterhub_civis.service.reports.app import Reports
+from jupyterhub_civis.service.shares.audit import AuditLog
 from jupyterhub_civis.service.shares.grants import read_result
 from jupyterhub_civis.service.shares.render import RenderCache
 from jupyterhub_civis.service.shares.store import ShareStore
@@ -303,12 +304,14 @@ class CivisService(Application):
         )
 
     def make_app(self) -> web.Application:
+        self.audit = AuditLog(self.shares.record_many, self.run_in_pool)
         return web.Application(
             handlers.routes(self.service_prefix),
             default_handler_class=NotFoundHandler,
             hub_auth=self.hub_auth,
             store=self.store,
             shares=self.shares,
+            audit=self.audit,
             render_cache=RenderCache(),
             metrics=self.metrics,
             executor=self.executor,
@@ -394,9 +397,10 @@ class CivisService(Application):
         finally:
             await self.reports.stop()
             maintenance.stop()
+            server.stop()  # no new views; then the audit of those answered is written
+            await self.audit.close()
             if handoff is not None:
                 handoff.stop()
-            server.stop()
             self.executor.shutdown(wait=True)
             self.store.close()
 

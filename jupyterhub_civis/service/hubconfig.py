@@ -50,6 +50,9 @@ OAUTH_SCOPES = ["read:users:groups!user", "servers!user"]
 
 #: issue and revoke share codes of one's own servers (JupyterHub >= 5): live shares
 LIVE_SHARE_SCOPE = "shares!user"
+#: a server's own token may issue share codes of that server only: JupyterLab's
+#: Share… › Live asks the service with it (the hub expands ``!server`` per server)
+SERVER_LIVE_SHARE_SCOPE = "shares!server"
 
 SERVER_TOKEN_DEFAULT = ["users:activity!user", "access:servers!server"]
 #: lets the service see the user's groups in a server token's identity (per-group quotas)
@@ -91,7 +94,8 @@ def declare_service(
     the service share a machine and blobs are on its disk (local, Docker).
     ``live_shares``: let users share their running servers for pair work (JupyterHub
     ≥ 5 share codes): every user gets ``shares!user``, and the service may use it on
-    their behalf (see docs/sharing.md).
+    their behalf; each server's own token gets ``shares!server`` (codes of that server
+    only) for JupyterLab's Share… › Live (see docs/sharing.md).
     """
     access = f"access:services!service={name}"
     service = {
@@ -148,7 +152,7 @@ def declare_service(
     for section in _spawner_sections(c, "server_token_scopes"):
         scopes = _get(section, "server_token_scopes")
         scopes = list(scopes) if isinstance(scopes, list) else list(SERVER_TOKEN_DEFAULT)
-        for scope in (access, READ_OWN_GROUPS):
+        for scope in (access, READ_OWN_GROUPS, *([SERVER_LIVE_SHARE_SCOPE] if live_shares else [])):
             if scope not in scopes:
                 scopes.append(scope)
         section.server_token_scopes = scopes

@@ -64,6 +64,21 @@ def test_declare_service_least_privilege_and_idempotent():
     assert c.Spawner.environment["CIVIS_SERVICE_URL"] == "http://127.0.0.1:2222/services/civis/"
 
 
+def test_declare_service_live_shares_grants_the_server_its_own_share_codes_only():
+    from traitlets.config import Config
+
+    from jupyterhub_civis.service.hubconfig import declare_service
+
+    c = Config()
+    declare_service(c, url="http://127.0.0.1:1111", live_shares=True)
+    (user_role,) = c.JupyterHub.load_roles
+    assert "shares!user" in user_role["scopes"]
+    # JupyterLab's Share… › Live asks with the server's token: this server's codes only
+    assert "shares!server" in c.Spawner.server_token_scopes
+    assert "shares!user" not in c.Spawner.server_token_scopes
+    assert "shares!user" in c.JupyterHub.services[0]["oauth_client_allowed_scopes"]
+
+
 def test_declare_service_reaches_spawner_sections_that_hide_spawner_settings():
     from traitlets.config import Config
 

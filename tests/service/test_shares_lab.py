@@ -28,7 +28,7 @@ def test_share_from_jupyterlab(hub, browser, tmp_path):
     page.set_default_timeout(120_000)
     page.goto(f"{hub.url}/user/{owner}/lab/lab/tree/report.ipynb")
     expect(page.locator(".jp-NotebookPanel .jp-RenderedMarkdown h1")).to_contain_text(
-        "Shared from Lab"
+        "Shared from Lab", timeout=120_000  # JupyterLab's first load, on a loaded machine
     )
     expect(page.locator(".jp-NotebookPanel-toolbar .civis-share-button")).to_be_visible()
 
@@ -78,3 +78,53 @@ def test_share_from_jupyterlab(hub, browser, tmp_path):
     expect(vpage.locator("#share-title")).to_have_text("Lab <report>")
     expect(vpage.locator("#share-version")).to_contain_text("2 of 2")
     expect(vpage.frame_locator("#share-frame").locator("h1")).to_have_text("Shared from Lab")
+
+
+def test_share_live_from_jupyterlab(hub, browser):
+    """Share… › "Live (share this running server)": a JupyterHub share code of this
+    server through the service, shown with Copy, listed on "Shared by me" and revoked
+    there (the hub's code is gone with it)."""
+    owner = hub.create_user("liveowner")
+    hub.start_and_wait(owner, "pairlab")
+    server = HubServer(hub, owner, "pairlab")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Pair on this")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    assert server.api("PUT", "api/contents/pair.ipynb",
+                      json={"type": "notebook", "content": nb}).ok
+
+    page = logged_in_page(browser, hub, owner)
+    page.set_default_timeout(120_000)
+    page.goto(f"{hub.url}/user/{owner}/pairlab/lab/tree/pair.ipynb")
+    expect(page.locator(".jp-NotebookPanel .jp-RenderedMarkdown h1")).to_contain_text(
+        "Pair on this", timeout=120_000
+    )
+    page.locator(".lm-MenuBar-itemLabel", has_text="File").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Share…").click()
+    page.check("#civis-share-kind-live")
+    expect(page.locator("#civis-share-users")).to_be_disabled()
+    page.fill("#civis-share-title", "pairing")
+    page.locator(".jp-Dialog-button", has_text="Share").click()
+    expect(page.locator(".jp-Dialog-header")).to_contain_text("Shared live")
+    link = page.locator("#civis-share-link")
+    expect(link).to_have_value(re.compile(r"^http://.+/hub/accept-share\?code=.+"))
+    page.locator(".jp-Dialog-button", has_text="Close").click()
+
+    token = hub.user_token(owner)
+    api = requests.Session()
+    api.headers["Authorization"] = f"token {token}"
+    mine = api.get(f"{hub.url}/services/civis/api/shares", timeout=60).json()["shares"]
+    assert [(s["kind"], s["server"], s["title"]) for s in mine] == [("live", "pairlab", "pairing")]
+    codes = api.get(f"{hub.url}/hub/api/share-codes/{owner}/pairlab", timeout=60).json()["items"]
+    assert len(codes) == 1
+
+    # "Shared by me" lists it; Revoke there deletes the hub's share code
+    page.goto(f"{hub.url}/services/civis/shares/mine")
+    entry = page.locator(".share-entry", has_text="pairing")
+    expect(entry.locator(".share-kind")).to_have_text("live")
+    page.once("dialog", lambda d: d.accept())
+    entry.locator("button.revoke").click()
+    expect(page.locator(".share-entry", has_text="pairing").locator(".share-state")).to_have_text(
+        "revoked"
+    )
+    assert api.get(f"{hub.url}/hub/api/share-codes/{owner}/pairlab", timeout=60).json()["items"] == []

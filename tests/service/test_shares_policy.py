@@ -33,6 +33,23 @@ def test_may_view(audience, user, groups, ok):
     assert policy.may_view(ShareState("ann", audience), user, groups, now=10) is ok
 
 
+@pytest.mark.parametrize(
+    "audience,user,decided",
+    [
+        (Audience(groups=frozenset({"data"})), "dee", True),
+        (Audience(groups=frozenset({"data"}), users=frozenset({"dee"})), "dee", False),
+        (Audience(groups=frozenset({"data"}), everyone=True), "dee", False),
+        (Audience(users=frozenset({"dee"})), "dee", False),
+        (Audience(groups=frozenset({"data"})), "ann", False),  # the owner
+        (Audience(groups=frozenset({"data"})), None, False),
+    ],
+)
+def test_decided_by_groups_only_when_groups_alone_could_admit(audience, user, decided):
+    assert policy.decided_by_groups(ShareState("ann", audience), user, now=10) is decided
+    closed = ShareState("ann", audience, revoked=5)
+    assert policy.decided_by_groups(closed, user, now=10) is False
+
+
 def test_revoked_or_expired_is_closed_to_everyone_even_the_owner_viewer():
     aud = Audience(everyone=True)
     assert not policy.may_view(ShareState("ann", aud, expires=10), "cy", [], now=10)

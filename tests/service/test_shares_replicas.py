@@ -6,6 +6,7 @@ import json
 
 import pytest
 from civis_service_support import arrow_stream, read_stream
+from civis_test_support import wait_for
 
 pytestmark = pytest.mark.hub
 
@@ -42,9 +43,13 @@ def test_share_on_one_replica_open_and_copy_on_the_other(external_hub, replicas)
     got = b.request("GET", f"api/results/{rid}")
     assert got.status_code == 200 and read_stream(got.content).equals(read_stream(body))
 
-    # the view recorded on B is in A's audit; A's rendering cache serves the same bytes
-    assert [e["user"] for e in a.request("GET", f"api/shares/{sid}/events").json()["events"]] == [
-        viewer]
+    # the view recorded on B reaches A's audit once B's audit writer commits it (B
+    # answers the view first); A's rendering cache serves the same bytes
+    def audited_on_a():
+        events = a.request("GET", f"api/shares/{sid}/events").json()["events"]
+        return [e["user"] for e in events] == [viewer]
+
+    wait_for(audited_on_a, timeout=30, message="B's view in A's audit")
     assert a_proc.client(viewer_token).request("GET", f"s/{sid}/render?v=1").text == rendered.text
 
     # revoked on B (by its owner): A answers the one 404 at once, results included

@@ -1,12 +1,15 @@
 """Shares in the result store's database directly (SQLite and PostgreSQL): versions,
 carried results pinned by the share, audience, expiry, revocation, audit."""
 
+import asyncio
 import json
+import time
 import uuid
 
 import pytest
 from civis_service_support import arrow_stream
 
+from jupyterhub_civis.service.shares.audit import AuditLog
 from jupyterhub_civis.service.shares.policy import Audience
 from jupyterhub_civis.service.shares.store import ShareNotFound, ShareStore
 from jupyterhub_civis.service.store import DurableStore, Pinned
@@ -62,8 +65,17 @@ def test_snapshot_versions_carry_and_pin_the_owners_results(stores):
         durable.delete("ann", a)
     assert f"share:{info.id}" in durable.get("ann", a).pins
 
+    # what viewers are shown (versions are cached per share) follows a new version on
+    # this replica and on another one that had cached the first
+    replica = ShareStore(durable.session)
+    for store in (shares, replica):
+        assert [v.number for v in store.for_viewer("cy", [], info.id).versions] == [1]
+
     # sharing again: a new version; older ones stay
     info = shares.add_version("ann", info.id, notebook([a, b], env, "v2"))
+    for store in (shares, replica):
+        seen = store.for_viewer("cy", [], info.id).versions
+        assert [(v.number, v.results) for v in seen] == [(1, [a]), (2, sorted([a, b]))]
     assert [v.number for v in info.versions] == [1, 2]
     assert info.versions[1].results == sorted([a, b])
     assert json.loads(shares.notebook(info.id, 1))["cells"][0]["source"] == "hello"
@@ -155,3 +167,31 @@ def test_bad_notebooks_write_nothing(stores):
         with pytest.raises(ValueError, match="notebook"):
             shares.create("ann", notebook=raw, audience=Audience(everyone=True))
     assert shares.list_owned("ann") == []
+
+
+async def test_audit_log_queues_views_and_commits_them_together(stores):
+    """A view only queues its audit event; one writer commits what is queued in one
+    transaction, and readers that flush first see every view answered so far."""
+    durable, shares = stores
+    info = shares.create("ann", notebook=notebook(), audience=Audience(everyone=True))
+    batches = []
+
+    def write_many(events):
+        batches.append(len(events))
+        shares.record_many(events)
+
+    async def run(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    audit = AuditLog(write_many, run)
+    before = time.time()
+    for i in range(50):
+        audit.record(info.id, f"viewer{i}", "view", 1)
+    await audit.flush()
+    events = shares.events("ann", info.id)
+    assert sorted(e.user for e in events) == sorted(f"viewer{i}" for i in range(50))
+    assert all(e.action == "view" and e.number == 1 and e.at >= before for e in events)
+    assert sum(batches) == 50 and len(batches) < 50  # group commits, not one per view
+    audit.record(info.id, "late", "copy", 1)
+    await audit.close()
+    assert shares.events("ann", info.id, limit=1)[0].user == "late"

@@ -6,7 +6,10 @@
  * `civis/shares/publish` endpoint (the first time a new link, then new versions of
  * the same link); the answer is the link, with a Copy button. Choosing "Report" instead
  * of "Snapshot" creates a report link (`civis/reports/publish`): the notebook re-run on
- * a cron schedule, on demand and/or on view, every run kept.
+ * a cron schedule, on demand and/or on view, every run kept. Where this server may be
+ * shared live (JupyterHub >= 5 with live shares: `GET civis/shares/live`), the dialog
+ * also offers "Live (share this running server)": a JupyterHub share code through
+ * `POST civis/shares/live`, listed and revocable on the service's "Shared by me".
  *
  * "Queries (live status)" (File menu, command palette) opens this server's query-cache
  * status page in a new browser tab.
@@ -26,9 +29,11 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
 import {
+  buildLiveRequest,
   buildReportRequest,
   buildShareRequest,
   FormValues,
+  LiveRequest,
   ReportRequest,
   ReportValues,
   ShareRequest
@@ -69,8 +74,10 @@ function choice(name: string, value: string, label: string, checked = false): HT
   return row;
 }
 
+type Kind = 'snapshot' | 'report' | 'live';
+
 interface Asked {
-  kind: 'snapshot' | 'report';
+  kind: Kind;
   form: FormValues;
   report: ReportValues;
 }
@@ -89,7 +96,7 @@ class ShareForm extends Widget {
   private reportFields = document.createElement('fieldset');
   private expiresField: HTMLElement;
 
-  constructor() {
+  constructor(liveAvailable: boolean) {
     super();
     this.timezone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
     this.kinds.id = 'civis-share-kind';
@@ -98,6 +105,11 @@ class ShareForm extends Widget {
       choice('civis-share-kind', 'snapshot', 'Snapshot (this notebook as saved)', true),
       choice('civis-share-kind', 'report', 'Report (re-run to stay fresh)')
     );
+    if (liveAvailable) {
+      const live = choice('civis-share-kind', 'live', 'Live (share this running server)');
+      live.title = 'Anyone you give the link to works in this server, as you, until it expires';
+      this.kinds.append(live);
+    }
     this.reportFields.id = 'civis-report-fields';
     this.reportFields.hidden = true;
     this.reportFields.append(
@@ -108,9 +120,13 @@ class ShareForm extends Widget {
     );
     this.expiresField = field('Expires (optional)', this.expires);
     this.kinds.addEventListener('change', () => {
-      const report = this.kind() === 'report';
-      this.reportFields.hidden = !report;
-      this.expiresField.hidden = report;
+      const kind = this.kind();
+      this.reportFields.hidden = kind !== 'report';
+      this.expiresField.hidden = kind === 'report';
+      // a share code admits whoever accepts it; the audience fields do not apply
+      for (const el of [this.users, this.groups, this.everyone]) {
+        el.disabled = kind === 'live';
+      }
     });
     this.node.append(
       this.kinds,
@@ -123,9 +139,9 @@ class ShareForm extends Widget {
     );
   }
 
-  private kind(): 'snapshot' | 'report' {
-    const chosen = this.kinds.querySelector<HTMLInputElement>('input:checked');
-    return chosen?.value === 'report' ? 'report' : 'snapshot';
+  private kind(): Kind {
+    const chosen = this.kinds.querySelector<HTMLInputElement>('input:checked')?.value;
+    return chosen === 'report' || chosen === 'live' ? chosen : 'snapshot';
   }
 
   getValue(): Asked {
@@ -148,17 +164,10 @@ class ShareForm extends Widget {
   }
 }
 
-async function post(
-  path: string,
-  request: ShareRequest | ReportRequest
-): Promise<{ url: string; version?: number }> {
+async function call(path: string, init: RequestInit = {}): Promise<any> {
   const settings = ServerConnection.makeSettings();
   const url = settings.baseUrl.replace(/\/?$/, '/') + path;
-  const response = await ServerConnection.makeRequest(
-    url,
-    { method: 'POST', body: JSON.stringify(request) },
-    settings
-  );
+  const response = await ServerConnection.makeRequest(url, init, settings);
   const data = await response.json();
   if (!response.ok) {
     throw new Error(data.message || response.statusText);
@@ -166,45 +175,65 @@ async function post(
   return data;
 }
 
+/** Whether this server may be shared live; false when the answer does not come. */
+async function liveAvailable(): Promise<boolean> {
+  try {
+    return Boolean((await call('civis/shares/live')).available);
+  } catch {
+    return false;
+  }
+}
+
+async function showLink(title: string, text: string, link: string): Promise<void> {
+  const body = document.createElement('div');
+  const shown = input('civis-share-link');
+  shown.readOnly = true;
+  shown.value = link;
+  body.append(text, shown);
+  const done = await showDialog({
+    title,
+    body: new Widget({ node: body }),
+    buttons: [Dialog.okButton({ label: 'Copy' }), Dialog.cancelButton({ label: 'Close' })]
+  });
+  if (done.button.accept) {
+    Clipboard.copyToSystem(link);
+  }
+}
+
+function post(path: string, request: ShareRequest | ReportRequest | LiveRequest): Promise<any> {
+  return call(path, { method: 'POST', body: JSON.stringify(request) });
+}
+
 async function share(app: JupyterFrontEnd, panel: NotebookPanel): Promise<void> {
-  await panel.context.save();
+  const [, canShareLive] = await Promise.all([panel.context.save(), liveAvailable()]);
   const asked = await showDialog({
     title: 'Share this notebook',
-    body: new ShareForm(),
+    body: new ShareForm(canShareLive),
     buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Share' })]
   });
   if (!asked.button.accept || !asked.value) {
     return;
   }
   const { kind, form, report } = asked.value;
-  let published: { url: string; version?: number };
+  const path = panel.context.path;
+  const absolute = (url: string) => new URL(url, window.location.origin).href;
   try {
-    published =
-      kind === 'report'
-        ? await post('civis/reports/publish', buildReportRequest(panel.context.path, form, report))
-        : await post('civis/shares/publish', buildShareRequest(panel.context.path, form));
+    if (kind === 'live') {
+      const live = await post('civis/shares/live', buildLiveRequest(form));
+      await showLink('Shared live', 'Whoever accepts this link works in this server:', absolute(live.accept_url));
+    } else if (kind === 'report') {
+      const created = await post('civis/reports/publish', buildReportRequest(path, form, report));
+      await showLink(
+        'Shared',
+        'The report is at (its first run starts on schedule or when refreshed):',
+        absolute(created.url)
+      );
+    } else {
+      const published = await post('civis/shares/publish', buildShareRequest(path, form));
+      await showLink('Shared', `Version ${published.version} is published at:`, absolute(published.url));
+    }
   } catch (error) {
     await showErrorMessage('Share…', error as Error);
-    return;
-  }
-  const link = new URL(published.url, window.location.origin).href;
-  const body = document.createElement('div');
-  const shown = input('civis-share-link');
-  shown.readOnly = true;
-  shown.value = link;
-  body.append(
-    kind === 'report'
-      ? 'The report is at (its first run starts on schedule or when refreshed):'
-      : `Version ${published.version} is published at:`,
-    shown
-  );
-  const done = await showDialog({
-    title: 'Shared',
-    body: new Widget({ node: body }),
-    buttons: [Dialog.okButton({ label: 'Copy' }), Dialog.cancelButton({ label: 'Close' })]
-  });
-  if (done.button.accept) {
-    Clipboard.copyToSystem(link);
   }
 }
 

@@ -113,3 +113,19 @@ export function buildReportRequest(path: string, form: FormValues, report: Repor
     refresh_after: refreshAfter
   };
 }
+
+/** What "Live (share this running server)" sends: the code's expiry in seconds from
+ * now (until the end of the chosen day, UTC; none: the service's default, one day). */
+export interface LiveRequest {
+  title: string;
+  expires_in?: number;
+}
+
+export function buildLiveRequest(form: FormValues, now: number = Date.now()): LiveRequest {
+  const out: LiveRequest = { title: form.title.trim() };
+  const end = expiry(form.expires, now);
+  if (end !== null) {
+    out.expires_in = Math.max(60, Math.round(end - now / 1000));
+  }
+  return out;
+}

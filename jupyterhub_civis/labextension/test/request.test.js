@@ -1,7 +1,7 @@
 // node --test: the pure part of the "Share…" dialog (compiled to lib/ by tsc first).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildShareRequest, expiry, names } from '../lib/request.js';
+import { buildLiveRequest, buildShareRequest, expiry, names } from '../lib/request.js';
 
 const NOW = Date.UTC(2026, 0, 1);
 
@@ -57,4 +57,12 @@ test('a report request: schedule, who refreshes, refresh on view; audience optio
   assert.throws(() => buildReportRequest('x.ipynb', form, { ...policy, cron: '0 7 * *' }), /five fields/);
   assert.throws(() => buildReportRequest('x.ipynb', form, { ...policy, refreshAfterMinutes: '-1' }),
     /minutes above 0/);
+});
+
+test('a live share sends the title and the seconds until the end of the chosen day', () => {
+  const form = { users: '', groups: '', everyone: false, expires: '', title: ' pair ' };
+  assert.deepEqual(buildLiveRequest(form, NOW), { title: 'pair' });
+  const until = buildLiveRequest({ ...form, expires: '2026-01-02' }, NOW);
+  assert.equal(until.expires_in, 2 * 86400 - 1);
+  assert.throws(() => buildLiveRequest({ ...form, expires: '2025-12-31' }, NOW), /future/);
 });

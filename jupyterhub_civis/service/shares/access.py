@@ -3,8 +3,11 @@ the one 404 that a missing, revoked, expired or not-yours share all answer."""
 
 from __future__ import annotations
 
+import time
+
 from tornado import web
 
+from jupyterhub_civis.service.auth import caller_from_model
 from jupyterhub_civis.service.shares import policy
 from jupyterhub_civis.service.shares.store import ShareInfo, ShareNotFound
 
@@ -20,10 +23,27 @@ class ShareAccess:
         return web.HTTPError(404, policy.NOT_FOUND)
 
     async def viewable(self, share_id: str) -> ShareInfo:
-        """The share if the caller may open it; the one 404 otherwise."""
+        """The share if the caller may open it; the one 404 otherwise.
+
+        The caller's identity (groups included) comes from the service's identity
+        cache (``HubAuth.cache_max_age``). When access turns on group membership alone,
+        the groups are asked of the hub afresh, so a removal from a group ends access
+        at once; views of shares for everyone or named users cost no hub call."""
         try:
-            return await self.run(
-                self.shares.for_viewer, self.caller.user, self.caller.groups, share_id
-            )
+            info = await self.run(self.shares.lookup, share_id)
         except ShareNotFound:
             raise self.share_not_found() from None
+        user, groups, now = self.caller.user, self.caller.groups, time.time()
+        if policy.decided_by_groups(info.state, user, now):
+            groups = await self.current_groups()
+        if not policy.may_view(info.state, user, groups, now):
+            raise self.share_not_found()
+        return info
+
+    async def current_groups(self) -> frozenset[str]:
+        """The caller's Hub groups as the hub has them now (not cached); none when the
+        credential is no longer this user's or no longer valid."""
+        token = self.hub_auth.get_token(self)
+        model = token and await self.hub_auth.user_for_token(token, use_cache=False, sync=False)
+        fresh = caller_from_model(model, self.hub_auth.access_scopes, self.hub_auth.check_scopes)
+        return fresh.groups if fresh.user == self.caller.user else frozenset()

@@ -232,6 +232,7 @@ class NotebookHandler(SharesBase):
 class EventsHandler(SharesBase):
     async def get(self, share_id):
         owner = self.require_user()
+        await self.settings["audit"].flush()
         try:
             events = await self.run(self.shares.events, owner, share_id)
         except ShareNotFound:

@@ -56,7 +56,7 @@ class OpenCopy(SharePage):
                     message=started.message,
                 )
                 return
-        await self.run(self.shares.record, info.id, user, "copy", version.number)
+        self.settings["audit"].record(info.id, user, "copy", version.number)
         prefix = self.page_namespace()["prefix"]
         server = f"{prefix}user/{quote(user, safe='')}/{quote(name, safe='')}/"
         opener = server + "civis/shares/open?" + urlencode({"share": info.id, "v": version.number})

@@ -48,7 +48,7 @@ class Viewer(SharePage):
         info = await self.viewable(share_id)
         version = self.version_of(info)
         if user != info.owner:
-            await self.run(self.shares.record, info.id, user, "view", version.number)
+            self.settings["audit"].record(info.id, user, "view", version.number)
         self.render_page(
             "share.html",
             share=info,
@@ -87,9 +87,16 @@ class Rendered(SharePage):
         self.set_header("Vary", "Accept-Encoding")
         if "gzip" in self.request.headers.get("Accept-Encoding", ""):
             self.set_header("Content-Encoding", "gzip")
+            self._etag = cached.etag[:-1] + '-gz"'
             self.finish(cached.gzipped)
         else:
+            self._etag = cached.etag
             self.finish(cached.html)
+
+    _etag: str | None = None
+
+    def compute_etag(self) -> str | None:
+        return self._etag
 
     async def _render(self, info: ShareInfo, key: tuple[str, int]) -> bytes:
         """Render a version (first view on any replica) and keep it in the database."""
@@ -112,6 +119,7 @@ class SharedByMe(SharePage):
     async def get(self):
         owner = self.require_user()
         infos = await self.run(self.shares.list_owned, owner)
+        await self.settings["audit"].flush()
         events = {}
         for info in infos:
             events[info.id] = await self.run(self.shares.events, owner, info.id, 50)

@@ -84,6 +84,17 @@ def may_view(state: ShareState, user: str | None, groups: Iterable[str], now: fl
     return aud.everyone or user in aud.users or bool(aud.groups & set(groups))
 
 
+def decided_by_groups(state: ShareState, user: str | None, now: float) -> bool:
+    """Whether ``may_view`` for ``user`` turns on their Hub groups alone (a live share
+    whose audience names groups, neither everyone nor this user by name): only then
+    must the groups be current, since removing someone from a group ends their access
+    at once."""
+    if not user or not is_live(state, now) or user == state.owner:
+        return False
+    aud = state.audience
+    return bool(aud.groups) and not aud.everyone and user not in aud.users
+
+
 def may_manage(state: ShareState, user: str | None) -> bool:
     """Only the owner changes, re-publishes or revokes a share."""
     return bool(user) and user == state.owner

@@ -99,10 +99,14 @@ class Rendering:
 
     html: bytes
     gzipped: bytes
+    #: the strong ETag of ``html`` (the gzip encoding's adds ``-gz``), computed once
+    #: instead of hashing megabytes on every response as tornado's default does
+    etag: str
 
     @classmethod
     def of(cls, html: bytes) -> Rendering:
-        return cls(html, gzip.compress(html, compresslevel=6))
+        digest = hashlib.sha256(html).hexdigest()[:32]
+        return cls(html, gzip.compress(html, compresslevel=6), f'"{digest}"')
 
     def __len__(self) -> int:
         return len(self.html) + len(self.gzipped)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from jupyterhub_civis.service.models import Pin, Result
 from jupyterhub_civis.service.shares import policy
+from jupyterhub_civis.service.shares.cache import VersionCache
 from jupyterhub_civis.service.shares.info import Event, ShareInfo, VersionInfo
 from jupyterhub_civis.service.shares.models import (
     Share,
@@ -83,6 +84,7 @@ def add_version(
 class ShareStore:
     def __init__(self, session_factory):
         self.session = session_factory
+        self.version_cache = VersionCache()
 
     # -- reading rows
     def _audience(self, s: Session, share_id: str) -> tuple[set[str], set[str]]:
@@ -117,8 +119,10 @@ class ShareStore:
             for n, created, size, digest, env in rows
         ]
 
-    def _info(self, s: Session, row: Share, with_versions=True) -> ShareInfo:
+    def _info(self, s: Session, row: Share, versions=None) -> ShareInfo:
         users, groups = self._audience(s, row.id)
+        if versions is None:
+            versions = self._versions(s, row.id)
         return ShareInfo(
             row.id,
             row.owner,
@@ -131,7 +135,7 @@ class ShareStore:
             row.expires,
             row.revoked,
             policy.Audience(frozenset(users), frozenset(groups), row.everyone),
-            self._versions(s, row.id) if with_versions else [],
+            versions,
         )
 
     def _row(self, s: Session, share_id: str) -> Share:
@@ -282,11 +286,24 @@ class ShareStore:
     ) -> ShareInfo:
         """The share as ``user`` may see it; ``ShareNotFound`` for every refusal."""
         now = time.time() if now is None else now
-        with self.session() as s:
-            info = self._info(s, self._row(s, share_id))
+        info = self.lookup(share_id)
         if not policy.may_view(info.state, user, groups, now):
             raise ShareNotFound()
         return info
+
+    def lookup(self, share_id: str) -> ShareInfo:
+        """The share whoever asks (``ShareNotFound`` if there is none): the caller
+        decides access with ``policy.may_view``."""
+        with self.session() as s:
+            row = self._row(s, share_id)
+            latest = s.scalar(
+                sa.select(sa.func.max(ShareVersion.number)).where(ShareVersion.share_id == row.id)
+            )
+            versions = self.version_cache.get(row.id, latest or 0)
+            if versions is None:
+                versions = self._versions(s, row.id)
+                self.version_cache.put(row.id, versions)
+            return self._info(s, row, versions=versions)
 
     def owned(self, owner: str, share_id: str) -> ShareInfo:
         with self.session() as s:
@@ -388,8 +405,14 @@ class ShareStore:
     # -- audit
     def record(self, share_id: str, user: str, action: str, number: int, now=None) -> None:
         now = time.time() if now is None else now
+        self.record_many([(share_id, user, action, number, now)])
+
+    def record_many(self, events) -> None:
+        """Audit ``(share_id, user, action, number, at)`` events in one transaction."""
         with self.session.begin() as s:
-            s.add(ShareEvent(share_id=share_id, user=user, action=action, number=number, at=now))
+            s.add_all(
+                ShareEvent(share_id=i, user=u, action=a, number=n, at=t) for i, u, a, n, t in events
+            )
 
     def events(self, owner: str, share_id: str, limit: int = 1000) -> list[Event]:
         with self.session() as s:
