@@ -36,7 +36,7 @@ from jupyterhub_civis.service.pages import STATIC, StaticFiles, make_jinja
 from jupyterhub_civis.service.reports.app import Reports
 from jupyterhub_civis.service.shares.audit import AuditLog
 from jupyterhub_civis.service.shares.grants import read_result
-from jupyterhub_civis.service.shares.render import RenderCache
+from jupyterhub_civis.service.shares.render import RenderCache, warm_up
 from jupyterhub_civis.service.shares.store import ShareStore
 from jupyterhub_civis.service.store import DurableStore, private_dir
 
@@ -388,6 +388,8 @@ class CivisService(Application):
         if handoff is not None:
             handoff.start()
             self.log.info("same-host handoff on %s", self.handoff_socket)
+        # the renderer's imports take seconds: after listening, so the hub sees us up
+        loop.run_in_executor(self.executor, warm_up)
         self.schedule_maintenance()
         maintenance = PeriodicCallback(self.schedule_maintenance, self.cleanup_interval * 1000)
         maintenance.start()

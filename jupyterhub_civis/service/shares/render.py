@@ -21,9 +21,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import nbformat
 import nh3
-from nbconvert import HTMLExporter
 
 #: Tags a rendering may keep: text, tables, code and images — nothing active.
 TAGS = {
@@ -78,6 +76,12 @@ def _clean(fragment: str) -> str:
 
 def render(raw: bytes, *, title: str) -> bytes:
     """The notebook ``raw`` (.ipynb bytes) as a sanitised, script-free HTML document."""
+    # imported on first use, not at service start: nbformat's jsonschema pulls in
+    # rfc3987_syntax, whose import compiles grammars for seconds, and JupyterHub gives
+    # a managed service 10 s to answer (see warm_up)
+    import nbformat
+    from nbconvert import HTMLExporter
+
     nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
     nb.metadata.pop("widgets", None)  # widget state is never rendered
     exporter = HTMLExporter(template_name="basic", exclude_anchor_links=True)
@@ -85,6 +89,12 @@ def render(raw: bytes, *, title: str) -> bytes:
     return SHELL.format(
         title=html.escape(title), css=CSS, body=_clean(body)
     ).encode()
+
+
+def warm_up() -> None:
+    """Import the renderer's libraries (seconds; run in a thread once the service listens)."""
+    import nbconvert  # noqa: F401
+    import nbformat  # noqa: F401
 
 
 def render_error(message: str) -> bytes:
