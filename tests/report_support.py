@@ -127,6 +127,15 @@ class ReportsAPI:
         return r.json()["notebook"]
 
 
+def people(hub, roles) -> dict[str, tuple[str, ReportsAPI]]:
+    """A new user per role (the role is the name's prefix) with a reports API client."""
+    def person(prefix):
+        name = hub.create_user(prefix)
+        return name, ReportsAPI(hub, hub.user_token(name))
+
+    return {role: person(role) for role in roles}
+
+
 def report_hub_config(service_port: int, service_args: list[str]) -> str:
     return (
         service_config(service_port, service_args)

@@ -13,6 +13,7 @@ from civis_service_support import logged_in_page
 from civis_test_support import HubServer
 from playwright.sync_api import expect
 from report_support import Executor, ReportsAPI, notebook, outputs, query_cell
+from report_support import people as make_people
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
@@ -22,11 +23,7 @@ LONG = 240_000  # ms: a copy starts a server for the viewer
 
 @pytest.fixture(scope="module")
 def people(report_hub):
-    def person(prefix):
-        name = report_hub.create_user(prefix)
-        return name, ReportsAPI(report_hub, report_hub.user_token(name))
-
-    return {role: person(role) for role in ("cowner", "cviewer", "cmember", "cstranger")}
+    return make_people(report_hub, ("cowner", "cviewer", "cmember", "cstranger"))
 
 
 def service(hub, token):

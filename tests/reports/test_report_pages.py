@@ -11,7 +11,8 @@ import uuid
 import pytest
 from civis_service_support import logged_in_page
 from playwright.sync_api import expect
-from report_support import ReportsAPI, notebook, query_cell
+from report_support import notebook, query_cell
+from report_support import people as make_people
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
@@ -22,11 +23,7 @@ LONG = 240_000  # ms: a run starts a server for the owner
 
 @pytest.fixture(scope="module")
 def people(report_hub):
-    def person(prefix):
-        name = report_hub.create_user(prefix)
-        return name, ReportsAPI(report_hub, report_hub.user_token(name))
-
-    return {role: person(role) for role in ("powner", "pviewer", "pstranger")}
+    return make_people(report_hub, ("powner", "pviewer", "pstranger"))
 
 
 def base(report_hub) -> str:

@@ -14,22 +14,29 @@ from playwright.sync_api import expect
 pytestmark = [pytest.mark.browser, pytest.mark.hub]
 
 
-def test_share_from_jupyterlab(hub, browser, tmp_path):
-    owner, viewer = hub.create_user("labowner"), hub.create_user("labviewer")
-    hub.start_and_wait(owner, "lab")
-    server = HubServer(hub, owner, "lab")
+def open_in_lab(hub, browser, owner, server_name, path, heading):
+    """Start ``owner``'s named server, put a notebook titled ``heading`` at ``path`` and
+    open it in JupyterLab, logged in as ``owner``; the page."""
+    hub.start_and_wait(owner, server_name)
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# Shared from Lab")]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {heading}")]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    assert server.api("PUT", "api/contents/report.ipynb",
-                      json={"type": "notebook", "content": nb}).ok
-
+    assert HubServer(hub, owner, server_name).api(
+        "PUT", f"api/contents/{path}", json={"type": "notebook", "content": nb}
+    ).ok
     page = logged_in_page(browser, hub, owner)
     page.set_default_timeout(120_000)
-    page.goto(f"{hub.url}/user/{owner}/lab/lab/tree/report.ipynb")
+    page.goto(f"{hub.url}/user/{owner}/{server_name}/lab/tree/{path}")
+    # JupyterLab's first load on a loaded machine can take long
     expect(page.locator(".jp-NotebookPanel .jp-RenderedMarkdown h1")).to_contain_text(
-        "Shared from Lab", timeout=120_000  # JupyterLab's first load, on a loaded machine
+        heading, timeout=120_000
     )
+    return page
+
+
+def test_share_from_jupyterlab(hub, browser, tmp_path):
+    owner, viewer = hub.create_user("labowner"), hub.create_user("labviewer")
+    page = open_in_lab(hub, browser, owner, "lab", "report.ipynb", "Shared from Lab")
     expect(page.locator(".jp-NotebookPanel-toolbar .civis-share-button")).to_be_visible()
 
     # File menu › Share…
@@ -85,20 +92,7 @@ def test_share_live_from_jupyterlab(hub, browser):
     server through the service, shown with Copy, listed on "Shared by me" and revoked
     there (the hub's code is gone with it)."""
     owner = hub.create_user("liveowner")
-    hub.start_and_wait(owner, "pairlab")
-    server = HubServer(hub, owner, "pairlab")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# Pair on this")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    assert server.api("PUT", "api/contents/pair.ipynb",
-                      json={"type": "notebook", "content": nb}).ok
-
-    page = logged_in_page(browser, hub, owner)
-    page.set_default_timeout(120_000)
-    page.goto(f"{hub.url}/user/{owner}/pairlab/lab/tree/pair.ipynb")
-    expect(page.locator(".jp-NotebookPanel .jp-RenderedMarkdown h1")).to_contain_text(
-        "Pair on this", timeout=120_000
-    )
+    page = open_in_lab(hub, browser, owner, "pairlab", "pair.ipynb", "Pair on this")
     page.locator(".lm-MenuBar-itemLabel", has_text="File").click()
     page.locator(".lm-Menu-itemLabel", has_text="Share…").click()
     page.check("#civis-share-kind-live")
