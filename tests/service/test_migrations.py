@@ -12,28 +12,26 @@ from jupyterhub_civis.service.migrations import upgrade
 from jupyterhub_civis.service.models import Base
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def migrated_engine(request, tmp_path):
+def _engine_at(request, tmp_path, revision):
+    """An empty database of the fixture's kind, migrated up to ``revision``."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/meta.sqlite"
     else:
         url = request.getfixturevalue("fresh_pg_url")
     engine = sa.create_engine(url)
-    upgrade(engine)
+    upgrade(engine, revision)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_engine(request, tmp_path):
+    yield from _engine_at(request, tmp_path, "head")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def migrated_engine_at_0004(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/old.sqlite"
-    else:
-        url = request.getfixturevalue("fresh_pg_url")
-    engine = sa.create_engine(url)
-    upgrade(engine, "0004_reports")
-    yield engine
-    engine.dispose()
+    yield from _engine_at(request, tmp_path, "0004_reports")
 
 
 def test_models_match_the_migrations(migrated_engine):
