@@ -20,6 +20,7 @@ viewer who may not refresh gets 403. Cookie callers need the XSRF token.
 from __future__ import annotations
 
 import json
+import time
 
 from pydantic import ValidationError
 from tornado import web
@@ -30,6 +31,7 @@ from jupyterhub_civis.service.handlers.base import APIHandler
 from jupyterhub_civis.service.reports import policy, sharing
 from jupyterhub_civis.service.reports.access import ReportAccess
 from jupyterhub_civis.service.reports.store import report_json, run_json
+from jupyterhub_civis.service.shares import policy as share_policy
 
 ID = r"([0-9a-f]{32})"
 DRAIN_BYTES = 64 << 20
@@ -96,6 +98,9 @@ class ReportsHandler(_Base):
         request = self.checked(_parse, policy.ReportRequest, b"".join(self._chunks))
         self.checked(params.check_notebook, request.notebook, "notebook")
         self.checked(params.validate, request.notebook, request.parameters)
+        refusal = share_policy.expiry_refusal(request.expires, time.time())
+        if refusal:
+            raise web.HTTPError(400, refusal)
         settings = self.reports
         report = await self.run(self.checked_create, user, request, settings.default_timeout)
         report["url"] = f"{self.settings['service_prefix']}r/{report['id']}"

@@ -128,6 +128,8 @@ class ReportRequest(BaseModel):
     schedule: Schedule | None = None
     on_demand: Annotated[str, StringConstraints(pattern=r"^(owner|audience)$")] = OWNER
     refresh_after: Annotated[float, Field(gt=0, le=366 * 86400)] | None = None
+    #: when the report's link stops working for its audience (seconds since the epoch, UTC)
+    expires: Annotated[float, Field(gt=0, lt=1e11)] | None = None
     timeout: Annotated[float, Field(gt=0, le=24 * 3600)] | None = None
 
     @model_validator(mode="after")

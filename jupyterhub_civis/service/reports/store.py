@@ -117,7 +117,8 @@ class ReportStore:
             s.add(row)
             s.flush()
             sharing.create_share(s, row.id, owner, title=row.title, path=row.path,
-                                 audience=policy.audience(request), now=now)
+                                 audience=policy.audience(request), now=now,
+                                 expires=request.expires)
         return report_json(row)
 
     def get(self, report_id: str) -> Report:
