@@ -5,6 +5,7 @@
                                                  (with its ``url``; its share has the same id)
 - ``GET  api/reports/running``                   the caller's runs queued or going (status page)
 - ``GET  api/reports/<id>``                      the report, its latest successful run, the run going
+- ``PATCH api/reports/<id>``                     owner: change the refresh policy (``ReportChange``)
 - ``DELETE api/reports/<id>``                    owner: delete the report and its runs → 204
 - ``GET  api/reports/<id>/latest``               the latest successful run with its executed notebook
 - ``GET  api/reports/<id>/runs``                 history, newest first
@@ -125,6 +126,13 @@ class ReportHandler(_Base):
             "latest": run_json(latest) if latest else None,
             "running": active,
         })
+
+    async def patch(self, report_id):
+        row = await self.report(report_id, "manage")
+        change = self.checked(_parse, policy.ReportChange, self.request.body)
+        if change.parameters:
+            self.checked(params.validate, json.loads(row.notebook), change.parameters)
+        self.write_json(await self.run(self.checked, self.reports.store.change, row.id, change))
 
     async def delete(self, report_id):
         await self.report(report_id, "manage")

@@ -146,6 +146,27 @@ class ReportRequest(BaseModel):
         return path
 
 
+class ReportChange(BaseModel):
+    """Body of ``PATCH api/reports/<id>`` (owner): the refresh policy to change. A field
+    left out stays; ``schedule: null`` / ``refresh_after: null`` turn that refresh off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: the parameter values scheduled (and owner's plain Refresh) runs use
+    parameters: dict[str, Any] | None = None
+    schedule: Schedule | None = None
+    on_demand: Annotated[str, StringConstraints(pattern=r"^(owner|audience)$")] | None = None
+    refresh_after: Annotated[float, Field(gt=0, le=366 * 86400)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.model_fields_set:
+            raise ValueError("say what to change: parameters, schedule, on_demand or refresh_after")
+        if "on_demand" in self.model_fields_set and self.on_demand is None:
+            raise ValueError("on_demand: is 'owner' or 'audience'")
+        return self
+
+
 class RunRequest(BaseModel):
     """Body of ``POST api/reports/<id>/runs``: parameter values for this run (optional)."""
 
