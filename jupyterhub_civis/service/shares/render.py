@@ -77,10 +77,22 @@ RENDER_CSP = (
 )
 
 
+#: The sandbox of a rendering with image files. ``allow-same-origin`` and nothing else:
+#: a sandboxed document without it has an opaque origin, and the browser then sends no
+#: (SameSite=Lax) session cookie with its image requests, which the audience check
+#: needs. Scripts stay off (no ``allow-scripts``, no ``script-src``, sanitised HTML):
+#: the spec's warning is about the two flags together; with no script, nothing can use
+#: the origin, and the CSP still loads nothing but the style and the version's images.
+SAME_ORIGIN_SANDBOX = "allow-same-origin"
+
+
 def render_csp(images: str) -> str:
-    """``RENDER_CSP`` that also loads images from ``images`` (an absolute URL of the
-    version's image folder: a CSP source with a path matches that folder only)."""
-    return RENDER_CSP.replace("img-src data:;", f"img-src data: {images};")
+    """``RENDER_CSP`` for a rendering whose images are files under ``images`` (the
+    absolute URL of the version's image folder: a CSP source with a path matches that
+    folder only, so no other URL of the hub is ever requested by the document)."""
+    return RENDER_CSP.replace("img-src data:;", f"img-src data: {images};").replace(
+        "sandbox;", f"sandbox {SAME_ORIGIN_SANDBOX};", 1
+    )
 
 SHELL = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
