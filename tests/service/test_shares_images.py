@@ -130,3 +130,24 @@ def test_hostile_svg_file_runs_nothing_opened_on_its_own(service_hub, browser, i
     assert [u for u in seen["requests"] if BEACON in u] == [f"{service_hub.hub.url}{BEACON}control"]
     assert seen["dialogs"] == []
     assert response.headers["content-security-policy"].startswith("sandbox;")
+
+
+def test_a_rendering_kept_with_inlined_images_is_rendered_again(service_hub, image_share):
+    """A version rendered by an older release (one HTML document, images as data: URLs)
+    gets its image files on its first view here, and the database keeps the new kind."""
+    import sqlalchemy as sa
+
+    sid, _, viewer_token, picture = image_share
+    engine = sa.create_engine(f"sqlite:///{service_hub.data_dir}/civis-service.sqlite")
+    old = b"<!DOCTYPE html><html><body><img src='data:image/png;base64,AAAA'></body></html>"
+    kept = sa.text("SELECT rendered FROM civis_share_versions WHERE share_id = :s")
+    with engine.begin() as c:  # before any view: nothing of it is in the service's memory
+        c.execute(sa.text("UPDATE civis_share_versions SET rendered = :r WHERE share_id = :s"),
+                  {"r": old, "s": sid})
+    r = requests.get(f"{service_hub.base}s/{sid}/render?v=1", timeout=60,
+                     headers={"Authorization": f"token {viewer_token}"})
+    name = hashlib.sha256(picture).hexdigest() + ".png"
+    assert r.status_code == 200 and f"render/img/{name}?v=1" in r.text and "data:" not in r.text
+    with engine.connect() as c:
+        assert c.execute(kept, {"s": sid}).scalar().startswith(b"PK")
+    engine.dispose()

@@ -112,7 +112,7 @@ class Rendered(SharePage):
     async def _render(self, info: ShareInfo, key: tuple[str, int], replace: bool) -> bytes:
         """Render a version (first view on any replica) and keep it in the database."""
         raw = await self.run(self.shares.notebook, *key)
-        image_url = "render/img/{name}?v=%d" % key[1]  # relative to the rendering's URL
+        image_url = "render/img/{name}?v=" + str(key[1])  # relative to the rendering's URL
         try:
             document, images = await self.run(
                 render.render, raw, title=info.display_title, image_url=image_url
@@ -149,6 +149,7 @@ class RenderedImage(Rendered):
         self.set_header("Cache-Control", "private, max-age=31536000, immutable")
         self._etag = '"' + name[: name.rindex(".")] + '"'
         self.finish(content)
+
 
 class SharedByMe(SharePage):
     @web.authenticated
