@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import http.client
 import json
@@ -47,6 +48,24 @@ def test_result_path_and_stream_are_the_same_bytes(server):
     from_file = pa.ipc.open_file(pa.memory_map(path)).read_all()
     assert from_file.equals(server.result(status))
     assert from_file.num_rows == 1000
+
+
+def test_a_small_result_comes_in_the_answer_once(server):
+    status = server.submit(sql=f"select id, name from items /* {uniq()} */ where id <= 3", wait=5)
+    assert status["state"] == "done", status
+    inline = pa.ipc.open_file(pa.py_buffer(base64.b64decode(status["inline"]))).read_all()
+    assert inline.equals(pa.ipc.open_file(pa.memory_map(status["result_path"])).read_all())
+    assert inline.column("id").to_pylist() == [1, 2, 3]
+    # once: the final poll after it answers with the file's path only, the listing never
+    again = server.api("GET", f"civis/queries/{status['id']}?wait=1&final=1").json()
+    assert "inline" not in again and again["result_path"] == status["result_path"]
+    listed = server.api("GET", "civis/queries").json()["queries"]
+    assert not any("inline" in q for q in listed)
+    # a result over 32 KiB: its file only
+    big = server.submit(
+        sql=f"select g, md5(g::text) from generate_series(1, 5000) g /* {uniq()} */", wait=5
+    )
+    assert big["state"] == "done" and big["bytes"] > 32 << 10 and "inline" not in big
 
 
 def test_reproducible_survives_table_change_and_unreachable_warehouse(server, pg):
