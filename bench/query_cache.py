@@ -410,10 +410,15 @@ def small_miss_only(server, engine, rounds):
             fn()
             times[k].append(time.perf_counter() - t0)
     i, j = (statistics.median(times[k]) for k in "ij")
-    for k, label in (("i", "(i) our client, select 1 miss"), ("j", "(j) read_sql select 1, pooled")):
+    for k, label in (
+        ("i", "(i) our client, select 1 miss"),
+        ("j", "(j) read_sql select 1, pooled"),
+    ):
         q = statistics.quantiles(times[k], n=4)
-        print(f"{label:<34} median {statistics.median(times[k]) * 1e3:.2f} ms "
-              f"(quartiles {q[0] * 1e3:.2f}–{q[2] * 1e3:.2f} ms, {rounds} rounds)")
+        print(
+            f"{label:<34} median {statistics.median(times[k]) * 1e3:.2f} ms "
+            f"(quartiles {q[0] * 1e3:.2f}–{q[2] * 1e3:.2f} ms, {rounds} rounds)"
+        )
     print(f"small_miss_vs_read_sql={i / j:.2f}")
 
 
