@@ -385,20 +385,22 @@ class QueryManager(NotebookPins):
 
     async def wait_final(self, record: QueryRecord, timeout: float) -> None:
         """Return when the record is final or after ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while record.state not in FINAL and (left := deadline - loop.time()) > 0:
-            try:
-                await asyncio.wait_for(record._event.wait(), left)
-            except TimeoutError:
-                return
+        # asyncio.timeout, not wait_for: the waiting handler resumes in the loop
+        # iteration after the change instead of two later (no task in between)
+        try:
+            async with asyncio.timeout(timeout):
+                while record.state not in FINAL:
+                    await record._event.wait()
+        except TimeoutError:
+            return
 
     async def wait(self, record: QueryRecord, since_version: int | None, timeout: float) -> None:
         """Return when the record changed after ``since_version`` or after ``timeout`` seconds."""
         if since_version is None or record.version != since_version or record.state in FINAL:
             return
         try:
-            await asyncio.wait_for(record._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await record._event.wait()
         except TimeoutError:
             pass
 
