@@ -137,6 +137,7 @@ class _Api:
     learns that a waiting submit was abandoned (and cancels it)."""
 
     _idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+    _idle_pid = os.getpid()  # a forked child never shares its parent's sockets
     _lock = threading.Lock()
 
     def __init__(self, server: ServerInfo):
@@ -144,7 +145,9 @@ class _Api:
 
     def _connection(self, scheme: str, netloc: str, timeout: float):
         with self._lock:
-            idle = self._idle.get((scheme, netloc))
+            if _Api._idle_pid != os.getpid():
+                _Api._idle, _Api._idle_pid = {}, os.getpid()
+            idle = _Api._idle.get((scheme, netloc))
             conn = idle.pop() if idle else None
         if conn is None:
             kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
@@ -159,7 +162,7 @@ class _Api:
             conn.close()
             return
         with self._lock:
-            self._idle.setdefault((scheme, netloc), []).append(conn)
+            _Api._idle.setdefault((scheme, netloc), []).append(conn)
 
     def request(
         self, method: str, path: str, body: Any = None, *, raw: bool = False, timeout: float = 120

@@ -13,6 +13,7 @@ one. Under JupyterHub it is the hot tier of a ``TieredStore``.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -192,32 +193,25 @@ class LocalStore(ResultStore):
         now = time.time()
         created = now if created is None else created
         try:
-            with self._lock:
-                db = self._writer()
-                # BEGIN IMMEDIATE takes SQLite's write lock first, so recover() in
-                # another process never sees the renamed file without its row
-                db.execute("BEGIN IMMEDIATE")
-                try:
+            # BEGIN IMMEDIATE takes SQLite's write lock first, so recover() in
+            # another process never sees the renamed file without its row
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO results (result_id, key, rows, size, created, last_access)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (result_id, key, pending.rows, size, created, now),
+                )
+                owners = [(result_id, owner) for owner in sorted(set(pins))]
+                if owners:
+                    db.executemany("INSERT INTO pins (result_id, owner) VALUES (?, ?)", owners)
+                if unsynced:
+                    SYNCING.add(self._path(result_id))
                     db.execute(
-                        "INSERT INTO results (result_id, key, rows, size, created, last_access)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (result_id, key, pending.rows, size, created, now),
+                        "INSERT INTO unsynced (result_id, pid) VALUES (?, ?)",
+                        (result_id, os.getpid()),
                     )
-                    owners = [(result_id, owner) for owner in sorted(set(pins))]
-                    if owners:
-                        db.executemany("INSERT INTO pins (result_id, owner) VALUES (?, ?)", owners)
-                    if unsynced:
-                        SYNCING.add(self._path(result_id))
-                        db.execute(
-                            "INSERT INTO unsynced (result_id, pid) VALUES (?, ?)",
-                            (result_id, os.getpid()),
-                        )
-                    os.replace(pending.path, self._path(result_id))
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
+                os.replace(pending.path, self._path(result_id))
+                pending.renamed = True
         except sqlite3.IntegrityError:
             # another server sharing this folder stored the same durable result first
             existing = self.get(result_id)
@@ -239,6 +233,20 @@ class LocalStore(ResultStore):
             )
             self._commit_db.execute("PRAGMA synchronous=NORMAL")  # as for the engine's
         return self._commit_db
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        """A write transaction (``BEGIN IMMEDIATE``) on the commit connection."""
+        with self._lock:
+            db = self._writer()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
 
     def open_reader(self, result):
         return pa.ipc.open_file(pa.memory_map(result.path, "r"))
@@ -269,8 +277,10 @@ class LocalStore(ResultStore):
                 pass  # evicted meanwhile
         self._fsync_dir()  # the renames are on disk before the marks go
         if marked:
-            with self._lock, self.engine.begin() as conn:
-                conn.execute(unsynced_table.delete().where(unsynced_table.c.result_id.in_(marked)))
+            with self._transaction() as db:
+                db.executemany(
+                    "DELETE FROM unsynced WHERE result_id = ?", [(rid,) for rid in marked]
+                )
         for rid in marked:
             SYNCING.discard(self._path(rid))
 

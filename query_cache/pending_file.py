@@ -39,11 +39,14 @@ class PendingFile:
         )
         self.rows = 0
         self._synced = False
+        self.renamed = False  # set by the store once the file is renamed into place
 
     def __enter__(self) -> PendingFile:
         return self
 
     def __exit__(self, *exc):
+        if self.renamed:
+            return  # nothing left at the temp path
         try:
             os.unlink(self.path)
         except FileNotFoundError:

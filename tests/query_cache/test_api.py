@@ -293,3 +293,22 @@ def test_cancelling_one_of_two_shared_callers_keeps_the_query_for_the_other(serv
     done = server.wait_final(second)
     assert done["state"] == "done" and done["rows"] == 1
     assert server.wait_final(cancelled)["state"] == "cancelled"
+
+
+def test_the_kernel_client_keeps_its_connection_and_replaces_a_dead_one(server):
+    import socket
+    import urllib.parse
+
+    from jupyterhub_civis.query_cache import client
+
+    info = client.ServerInfo(server.url, server.token)
+    netloc = urllib.parse.urlsplit(server.url).netloc
+    sql = f"select 1 as v /* {uniq()} */"
+    assert client.query(sql, server=info, mode="refresh", progress=False).v.tolist() == [1]
+    (kept,) = client._Api._idle[("http", netloc)]
+    assert client.query(sql, server=info, mode="refresh", progress=False).v.tolist() == [1]
+    assert client._Api._idle[("http", netloc)] == [kept]  # one connection for both
+    kept.sock.shutdown(socket.SHUT_RDWR)  # as if the server had dropped it while idle
+    assert client.query(sql, server=info, mode="refresh", progress=False).v.tolist() == [1]
+    (replaced,) = client._Api._idle[("http", netloc)]
+    assert replaced is not kept
