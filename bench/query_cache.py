@@ -26,7 +26,9 @@ The last line is machine-readable:
 hit_vs_limit=<d/e> hit_speedup_vs_read_sql=<a/d> miss_vs_adbc=<c/b> miss_speedup_vs_read_sql=<a/c>
 service_hit_vs_limit=<f/e> service_http_hit_vs_limit=<g/e>
 small_miss_vs_read_sql=<i/j> hit_1mb_sql_vs_read_sql=<k/l>
-Not a test: run it by hand, `python bench/query_cache.py` (`make bench`).
+Not a test: run it by hand, `python bench/query_cache.py` (`make bench`);
+``--only small-miss`` runs the (i)/(j) pair alone (4 x --repeat interleaved
+rounds, no 1M-row table) and prints ``small_miss_vs_read_sql=``.
 """
 
 from __future__ import annotations
