@@ -26,7 +26,9 @@ The last line is machine-readable:
 hit_vs_limit=<d/e> hit_speedup_vs_read_sql=<a/d> miss_vs_adbc=<c/b> miss_speedup_vs_read_sql=<a/c>
 service_hit_vs_limit=<f/e> service_http_hit_vs_limit=<g/e>
 small_miss_vs_read_sql=<i/j> hit_1mb_sql_vs_read_sql=<k/l>
-Not a test: run it by hand, `python bench/query_cache.py` (`make bench`).
+Not a test: run it by hand, `python bench/query_cache.py` (`make bench`);
+``--only small-miss`` runs the (i)/(j) pair alone (4 x --repeat interleaved
+rounds, no 1M-row table) and prints ``small_miss_vs_read_sql=``.
 """
 
 from __future__ import annotations
@@ -187,6 +189,12 @@ def reset_peak(pid):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5, help="rounds (read_sql runs in 3 at most)")
+    ap.add_argument(
+        "--only",
+        choices=["small-miss"],
+        help="small-miss: only the select 1 pair (i) and (j), side by side, "
+        "4x --repeat interleaved rounds, no 1M-row table",
+    )
     args = ap.parse_args()
 
     import adbc_driver_postgresql.dbapi as adbc
@@ -204,14 +212,16 @@ def main():
     tmp = tempfile.mkdtemp(prefix="civis-qc-bench-")
     proc = None
     try:
+        n = args.repeat
+        engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+        if args.only == "small-miss":
+            proc, url, token = start_server(tmp, db_url)
+            return small_miss_only(ServerInfo(url, token), engine, 4 * n)
         t0 = time.perf_counter()
         create_table(db_url)
         print(f"created {ROWS:,} x 10 table in {time.perf_counter() - t0:.1f} s", flush=True)
         proc, url, token = start_server(tmp, db_url)
         server = ServerInfo(url, token)
-        n = args.repeat
-
-        engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
 
         def read_sql():
             with engine.connect() as conn:
@@ -264,7 +274,6 @@ def main():
             assert len(clock("d", hit)) == ROWS
             clock("e", limit)
 
-        small = "select 1 as one"
         big = (
             "select count(*) as n from bench_1m where id in ("
             + ", ".join(str(i * 3) for i in range(150_000))
@@ -272,12 +281,7 @@ def main():
         )
         assert len(big) > 1_000_000
 
-        def small_miss():
-            return query(small, mode="refresh", server=server, progress=False)
-
-        def small_read_sql():
-            with engine.connect() as conn:  # the engine's pool: a warm connection
-                return pd.read_sql(sa.text(small), conn)
+        small_miss, small_read_sql = small_pair(server, engine)
 
         def big_hit():
             return query(big, max_age=3600, server=server, progress=False)
@@ -376,6 +380,48 @@ def main():
         with psycopg.connect(PG + "/postgres", autocommit=True) as c:
             c.execute(f'drop database if exists "{dbname}" with (force)')
         subprocess.run(["rm", "-rf", tmp])
+
+
+SMALL = "select 1 as one"
+
+
+def small_pair(server, engine):
+    """(i) and (j): a ``select 1`` miss through the cache, and pooled read_sql."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from jupyterhub_civis.query_cache.client import query
+
+    def small_miss():
+        return query(SMALL, mode="refresh", server=server, progress=False)
+
+    def small_read_sql():
+        with engine.connect() as conn:  # the engine's pool: a warm connection
+            return pd.read_sql(sa.text(SMALL), conn)
+
+    return small_miss, small_read_sql
+
+
+def small_miss_only(server, engine, rounds):
+    small_miss, small_read_sql = small_pair(server, engine)
+    small_miss(), small_read_sql()  # warm: a pooled session on both sides
+    times = {"i": [], "j": []}
+    for _ in range(rounds):
+        for k, fn in (("j", small_read_sql), ("i", small_miss)):
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    i, j = (statistics.median(times[k]) for k in "ij")
+    for k, label in (
+        ("i", "(i) our client, select 1 miss"),
+        ("j", "(j) read_sql select 1, pooled"),
+    ):
+        q = statistics.quantiles(times[k], n=4)
+        print(
+            f"{label:<34} median {statistics.median(times[k]) * 1e3:.2f} ms "
+            f"(quartiles {q[0] * 1e3:.2f}–{q[2] * 1e3:.2f} ms, {rounds} rounds)"
+        )
+    print(f"small_miss_vs_read_sql={i / j:.2f}")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,14 @@ Interrupting the kernel cancels the warehouse query.
 
 from __future__ import annotations
 
+import base64
 import glob
 import html
 import http.client
 import json
 import os
 import re
+import threading
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -129,33 +131,75 @@ def _kernel_id() -> str | None:
 
 
 class _Api:
+    """Requests to the server over kept-alive connections (one TCP handshake and one
+    server-side accept per kernel, not per request). A connection is given back only
+    after a complete answer: an interrupt or error closes it, which is how the server
+    learns that a waiting submit was abandoned (and cancels it)."""
+
+    _idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+    _idle_pid = os.getpid()  # a forked child never shares its parent's sockets
+    _lock = threading.Lock()
+
     def __init__(self, server: ServerInfo):
         self.server = server
+
+    def _connection(self, scheme: str, netloc: str, timeout: float):
+        with self._lock:
+            if _Api._idle_pid != os.getpid():
+                _Api._idle, _Api._idle_pid = {}, os.getpid()
+            idle = _Api._idle.get((scheme, netloc))
+            conn = idle.pop() if idle else None
+        if conn is None:
+            kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            return kind(netloc, timeout=timeout), False
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn, True
+
+    def _give_back(self, scheme: str, netloc: str, conn, resp) -> None:
+        if resp.will_close:
+            conn.close()
+            return
+        with self._lock:
+            _Api._idle.setdefault((scheme, netloc), []).append(conn)
 
     def request(
         self, method: str, path: str, body: Any = None, *, raw: bool = False, timeout: float = 120
     ):
         url = urllib.parse.urlsplit(self.server.url + path)
-        kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
         headers = {"Authorization": f"token {self.server.token}"} if self.server.token else {}
         data = (
             json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
         )
         if body is not None:
             headers["Content-Type"] = "application/json"
-        conn = kind(url.netloc, timeout=timeout)
-        try:
-            # closed on the way out, an interrupt included: the server cancels a
-            # query whose submit was still waiting for it
-            conn.request(method, url.path + (f"?{url.query}" if url.query else ""), data, headers)
-            resp = conn.getresponse()
-            payload = resp.read()
-        except OSError as e:
-            raise QueryError(
-                f"cannot reach this server's query cache at {url.netloc}: {e}"
-            ) from None
-        finally:
-            conn.close()
+        target = url.path + (f"?{url.query}" if url.query else "")
+        while True:
+            conn, reused = self._connection(url.scheme, url.netloc, timeout)
+            try:
+                conn.request(method, target, data, headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
+                conn.close()
+                if reused:
+                    continue  # the server closed this idle connection: nothing was sent
+                raise QueryError(
+                    f"cannot reach this server's query cache at {url.netloc}: {e}"
+                ) from None
+            except OSError as e:
+                conn.close()
+                raise QueryError(
+                    f"cannot reach this server's query cache at {url.netloc}: {e}"
+                ) from None
+            except BaseException:
+                # an interrupt included: the server cancels a query whose submit
+                # was still waiting for this connection
+                conn.close()
+                raise
+            break
+        self._give_back(url.scheme, url.netloc, conn, resp)
         if resp.status >= 400:
             try:
                 message = json.loads(payload).get("message") or resp.reason
@@ -233,6 +277,8 @@ def deliverable(kind: str, *, server: ServerInfo | None = None) -> None:
 
 
 def _read_result(api: _Api, status: dict) -> pa.Table:
+    if status.get("inline"):  # a small result, in the answer itself
+        return pa.ipc.open_file(pa.py_buffer(base64.b64decode(status["inline"]))).read_all()
     path = status.get("result_path")
     if path and os.path.exists(path) and os.path.getsize(path) == status.get("bytes"):
         try:

@@ -14,6 +14,7 @@ user and options (never the password).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import string
@@ -26,6 +27,14 @@ from jupyterhub_civis.errors import InvalidInput
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 # URL options that hold secrets (libpq: password, passfile, sslpassword, sslkey...)
 _SECRET_OPTION = re.compile(r"pass|secret|token|key", re.I)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_url(resolved: str):
+    """A resolved URL, parsed once (every miss keys its query with it)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(resolved)
 
 
 class WarehouseError(Exception):
@@ -112,11 +121,9 @@ class Connection:
     def key_identity(self, environ: Mapping[str, str] = os.environ) -> dict:
         """What selects data, from the URL *as this server resolves it*: two servers
         whose ``${DB}`` differs get different identities. Never the password."""
-        from sqlalchemy.engine import make_url
-
         resolved = self.resolved_url(environ)
         try:
-            url = make_url(resolved)
+            url = _parse_url(resolved)
         except Exception:
             raise WarehouseUnreachable(f"connection {self.name!r}: not a valid URL") from None
         database = url.database
@@ -154,9 +161,7 @@ class Connection:
         if self.principal_override:
             return self.principal_override
         try:
-            from sqlalchemy.engine import make_url
-
-            return make_url(self.resolved_url(environ)).username or ""
+            return _parse_url(self.resolved_url(environ)).username or ""
         except WarehouseUnreachable:
             return ""
         except Exception:

@@ -9,6 +9,9 @@ Under ``{base_url}civis/queries``:
 - ``GET    /civis/queries/<id>``            status; ``?wait=S&version=V`` waits up to S
                                             seconds for a change after version V;
                                             ``&final=1``: for the query to end
+                                            (these two answers carry a result of at
+                                            most 32 KiB as ``inline``: base64 of its
+                                            Arrow IPC file, once)
 - ``GET    /civis/queries/<id>/result``     Arrow IPC stream; ``?format=path`` gives the
                                             stored Arrow IPC file's path instead
 - ``POST   /civis/queries/<id>/cancel``     cancel (also ``DELETE /civis/queries/<id>``)
@@ -91,7 +94,7 @@ class QueriesHandler(_Base):
             await self.manager.wait_final(record, float(wait))
             self.waiting = None
         self.set_status(201)
-        self.finish(record.to_json())
+        self.finish(record.answer_json() if wait else record.to_json())
 
     def on_connection_close(self):
         if self.waiting is not None:
@@ -125,8 +128,8 @@ class QueryHandler(_Base):
             if self.get_query_argument("final", "") == "1":
                 # the kernel client: one answer for a short query, not one per state
                 await self.manager.wait_final(record, timeout)
-            else:
-                await self.manager.wait(record, since, timeout)
+                return self.finish(record.answer_json())
+            await self.manager.wait(record, since, timeout)
         self.finish(record.to_json())
 
     @web.authenticated

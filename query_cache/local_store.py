@@ -13,8 +13,10 @@ one. Under JupyterHub it is the hot tier of a ``TieredStore``.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -87,8 +89,10 @@ class LocalStore(ResultStore):
         self.max_age = max_age
         self.log = log
         os.makedirs(self.directory, exist_ok=True)
+        self._db_path = os.path.join(self.directory, "metadata.sqlite")
+        self._commit_db: sqlite3.Connection | None = None
         self.engine = sa.create_engine(
-            "sqlite:///" + os.path.join(self.directory, "metadata.sqlite"),
+            "sqlite:///" + self._db_path,
             connect_args={"check_same_thread": False, "timeout": 30},
         )
 
@@ -189,28 +193,26 @@ class LocalStore(ResultStore):
         now = time.time()
         created = now if created is None else created
         try:
-            with self._lock, self.engine.begin() as conn:
-                # The INSERT takes SQLite's write lock first, so recover() in
-                # another process never sees the renamed file without its row.
-                # (plain SQL: building Core inserts cost more than the commit itself)
-                conn.exec_driver_sql(
+            # BEGIN IMMEDIATE takes SQLite's write lock first, so recover() in
+            # another process never sees the renamed file without its row
+            with self._transaction() as db:
+                db.execute(
                     "INSERT INTO results (result_id, key, rows, size, created, last_access)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (result_id, key, pending.rows, size, created, now),
                 )
                 owners = [(result_id, owner) for owner in sorted(set(pins))]
                 if owners:
-                    conn.exec_driver_sql(
-                        "INSERT INTO pins (result_id, owner) VALUES (?, ?)", owners
-                    )
+                    db.executemany("INSERT INTO pins (result_id, owner) VALUES (?, ?)", owners)
                 if unsynced:
                     SYNCING.add(self._path(result_id))
-                    conn.exec_driver_sql(
+                    db.execute(
                         "INSERT INTO unsynced (result_id, pid) VALUES (?, ?)",
                         (result_id, os.getpid()),
                     )
                 os.replace(pending.path, self._path(result_id))
-        except sa.exc.IntegrityError:
+                pending.renamed = True
+        except sqlite3.IntegrityError:
             # another server sharing this folder stored the same durable result first
             existing = self.get(result_id)
             if existing is None:
@@ -221,6 +223,30 @@ class LocalStore(ResultStore):
         # row recover() then drops, never tears it
         self._sync_batches.add((result_id, unsynced))
         return StoredResult(result_id, key, pending.rows, size, created, self._path(result_id))
+
+    def _writer(self) -> sqlite3.Connection:
+        """The connection commits use (under ``_lock``): plain sqlite3, because
+        SQLAlchemy's work per transaction cost more than a small result's commit."""
+        if self._commit_db is None:
+            self._commit_db = sqlite3.connect(
+                self._db_path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self._commit_db.execute("PRAGMA synchronous=NORMAL")  # as for the engine's
+        return self._commit_db
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        """A write transaction (``BEGIN IMMEDIATE``) on the commit connection."""
+        with self._lock:
+            db = self._writer()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
 
     def open_reader(self, result):
         return pa.ipc.open_file(pa.memory_map(result.path, "r"))
@@ -251,8 +277,10 @@ class LocalStore(ResultStore):
                 pass  # evicted meanwhile
         self._fsync_dir()  # the renames are on disk before the marks go
         if marked:
-            with self._lock, self.engine.begin() as conn:
-                conn.execute(unsynced_table.delete().where(unsynced_table.c.result_id.in_(marked)))
+            with self._transaction() as db:
+                db.executemany(
+                    "DELETE FROM unsynced WHERE result_id = ?", [(rid,) for rid in marked]
+                )
         for rid in marked:
             SYNCING.discard(self._path(rid))
 

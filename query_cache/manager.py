@@ -20,6 +20,7 @@ from typing import Any
 
 from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.query_cache import keys, legacy_keys, modes, pins
+from jupyterhub_civis.query_cache.notebook_pins import NotebookPins
 from jupyterhub_civis.query_cache.pool import SessionPool
 from jupyterhub_civis.query_cache.records import (  # noqa: F401 (re-exported)
     CANCELLED,
@@ -32,6 +33,7 @@ from jupyterhub_civis.query_cache.records import (  # noqa: F401 (re-exported)
     STORING,
     LoopUpdates,
     QueryRecord,
+    inline_bytes,
 )
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
 from jupyterhub_civis.query_cache.warehouse import (
@@ -53,7 +55,7 @@ class _Run:
         self.answered = False  # its subscribers got the stored result
 
 
-class QueryManager:
+class QueryManager(NotebookPins):
     def __init__(
         self,
         *,
@@ -307,12 +309,13 @@ class QueryManager:
             )
             # the answer first; the session's reset and return to the pool (close) follow
             execution.finishing()
-            post(lambda: self._answer(run, stored))
+            inline = inline_bytes(stored)
+            post(lambda: self._answer(run, stored, inline))
             return stored
         finally:
             execution.close()
 
-    def _answer(self, run: _Run, stored: StoredResult):
+    def _answer(self, run: _Run, stored: StoredResult, inline: bytes | None = None):
         if run.answered:
             return
         run.answered = True
@@ -323,7 +326,7 @@ class QueryManager:
         for record in run.subscribers:
             if record.state in FINAL:
                 continue
-            record.result = stored
+            record.result, record.inline = stored, inline
             record.rows, record.bytes = stored.rows, stored.size
             record.state = DONE
             record.finished = now
@@ -382,62 +385,24 @@ class QueryManager:
 
     async def wait_final(self, record: QueryRecord, timeout: float) -> None:
         """Return when the record is final or after ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while record.state not in FINAL and (left := deadline - loop.time()) > 0:
-            try:
-                await asyncio.wait_for(record._event.wait(), left)
-            except TimeoutError:
-                return
+        # asyncio.timeout, not wait_for: the waiting handler resumes in the loop
+        # iteration after the change instead of two later (no task in between)
+        try:
+            async with asyncio.timeout(timeout):
+                while record.state not in FINAL:
+                    await record._event.wait()
+        except TimeoutError:
+            return
 
     async def wait(self, record: QueryRecord, since_version: int | None, timeout: float) -> None:
         """Return when the record changed after ``since_version`` or after ``timeout`` seconds."""
         if since_version is None or record.version != since_version or record.state in FINAL:
             return
         try:
-            await asyncio.wait_for(record._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await record._event.wait()
         except TimeoutError:
             pass
-
-    # ---------------------------------------------------------------- pins
-    def _record_pin(self, record: QueryRecord) -> concurrent.futures.Future | None:
-        if not record.notebook or record.result is None:
-            return None
-        book = self.notebook_pins.setdefault(record.notebook, {})
-        old = book.get(record.key)
-        book[record.key] = {
-            "result_id": record.result.result_id,
-            "sql": pins.excerpt(record.sql),
-            "connection": record.connection,
-            "mode": record.mode,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.result.created)),
-            "rows": record.result.rows,
-            "key_version": keys.KEY_VERSION,
-        }
-        replaced = old["result_id"] if old and old["result_id"] != record.result.result_id else None
-        return self.store_executor.submit(
-            self._store_pin, record.result.result_id, record.notebook, replaced
-        )
-
-    def _store_pin(self, result_id: str, notebook: str, replaced: str | None):
-        try:
-            self.store.pin(result_id, notebook)
-            if replaced:
-                self.store.unpin(replaced, notebook)
-        except Exception:
-            self.log.exception("query cache: pinning %s for %s failed", result_id, notebook)
-
-    def pins_for(self, notebook_path: str) -> dict[str, dict]:
-        return dict(self.notebook_pins.get(notebook_path, {}))
-
-    async def protect_pins(self, notebook_path: str, metadata: dict | None) -> None:
-        """Pins found in a notebook protect their results in this store too."""
-        await self._in_store_thread(self._protect_pins, notebook_path, metadata)
-
-    def _protect_pins(self, notebook_path, metadata):
-        for pin in pins.pins_from_metadata(metadata).values():
-            if self.store.exists(pin["result_id"]):
-                self.store.pin(pin["result_id"], notebook_path)
 
     def shutdown(self):
         for run in list(self.inflight.values()):

@@ -3,6 +3,7 @@ until its commit (how it is made durable: ``local_durability``)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import Iterable
@@ -38,17 +39,52 @@ class PendingFile:
         )
         self.rows = 0
         self._synced = False
+        self.renamed = False  # set by the store once the file is renamed into place
 
     def __enter__(self) -> PendingFile:
         return self
 
     def __exit__(self, *exc):
+        if self.renamed:
+            return  # nothing left at the temp path
         try:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
 
+    #: a result whose batches hold at most this many bytes is encoded in memory and
+    #: written with one system call (a short query's file costs one create and write)
+    small_bytes = 1 << 20
+
     def write_batches(self, schema, batches, *, max_bytes=None, on_progress=None) -> None:
+        held, held_rows, held_bytes = [], 0, 0
+        batches = iter(batches)
+        for batch in batches:
+            held.append(batch)
+            held_rows, held_bytes = held_rows + batch.num_rows, held_bytes + batch.nbytes
+            if held_bytes > self.small_bytes:
+                return self._stream(schema, itertools.chain(held, batches), max_bytes, on_progress)
+            if on_progress:  # rows so far, and their size in memory
+                on_progress(held_rows, held_bytes)
+        self._write_small(schema, held, max_bytes)
+        self.rows = held_rows
+
+    def _write_small(self, schema, held, max_bytes) -> None:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, schema) as writer:
+            for batch in held:
+                writer.write_batch(batch)
+        data = memoryview(sink.getvalue())
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ResultTooLarge(max_bytes)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        finally:
+            os.close(fd)
+
+    def _stream(self, schema, batches, max_bytes, on_progress) -> None:
         flusher = Flusher(self.path)
         try:
             with pa.OSFile(self.path, "wb") as sink:

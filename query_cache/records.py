@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import time
 import uuid
@@ -20,6 +21,21 @@ QUEUED, RUNNING, FETCHING, STORING, DONE, FAILED, CANCELLED = (
     "cancelled",
 )
 FINAL = (DONE, FAILED, CANCELLED)
+#: a result file up to this size also travels in the answer to its kernel client
+#: (no file to open on the kernel's side for a short query)
+INLINE_MAX_BYTES = 32 << 10
+
+
+def inline_bytes(stored: StoredResult) -> bytes | None:
+    """A small stored result's Arrow IPC file bytes (read in a worker thread), or None."""
+    if stored.path is None or stored.size > INLINE_MAX_BYTES:
+        return None
+    try:
+        with open(stored.path, "rb") as f:
+            data = f.read(INLINE_MAX_BYTES + 1)
+    except OSError:
+        return None
+    return data if len(data) == stored.size else None
 
 
 class QueryRecord:
@@ -40,6 +56,7 @@ class QueryRecord:
         self.sqlstate: str | None = None
         self.result: StoredResult | None = None
         self.run = None  # the manager's shared run, while one is attached
+        self.inline: bytes | None = None  # a small result's bytes, until answered once
         self.version = 0
         self._event = asyncio.Event()
 
@@ -47,6 +64,15 @@ class QueryRecord:
         self.version += 1
         event, self._event = self._event, asyncio.Event()
         event.set()
+
+    def answer_json(self) -> dict:
+        """``to_json`` for the kernel client waiting for this query: a small result
+        comes along (base64 of its Arrow IPC file), once."""
+        out = self.to_json()
+        inline, self.inline = self.inline, None
+        if inline is not None and self.state == DONE:
+            out["inline"] = base64.b64encode(inline).decode()
+        return out
 
     def to_json(self) -> dict:
         end = self.finished or time.time()

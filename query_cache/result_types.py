@@ -31,6 +31,7 @@ PG_TYPE = b"POSTGRESQL:type"
 PG_TYPMOD = b"POSTGRESQL:typmod"
 MAX_DECIMAL128_DIGITS = 38
 _US_PER_DAY = 86_400 * 10**6
+PANDAS_THREADS_FROM_BYTES = 16 << 20
 
 
 # ---------------------------------------------------------------- warehouse side
@@ -165,7 +166,10 @@ def for_pandas(table: pa.Table, *, exact_decimals: bool = False):
             column = _interval_to_duration(column)
         columns.append(column)
         fields.append(pa.field(field.name, column.type, field.nullable))
-    return pa.Table.from_arrays(columns, schema=pa.schema(fields)).to_pandas()
+    table = pa.Table.from_arrays(columns, schema=pa.schema(fields))
+    # threads pay off for large results only: for a short query's few rows, handing
+    # columns to a thread pool cost more than converting them
+    return table.to_pandas(use_threads=table.nbytes > PANDAS_THREADS_FROM_BYTES)
 
 
 def _interval_to_duration(column: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -30,10 +30,12 @@ from jupyterhub_civis import envvars
 from jupyterhub_civis.protocol import (
     ARROW_FILE,
     ARROW_FILE_PREAMBLE,
+    ARROW_PREFIX_BYTES,
     ARROW_STREAM,
     RESULT_HEADER,
     HandoffRequest,
     UploadHeader,
+    stored_media_type,
     valid_result_id,
 )
 from jupyterhub_civis.query_cache.store import ResultStore, ResultTooLarge, StoredResult
@@ -235,7 +237,13 @@ class ServiceStore(LoggingConfigurable, ResultStore, metaclass=_TraitsAndABCMeta
                     return None
                 info, fd = handed
                 try:
-                    pending.adopt(fd, info.rows)
+                    if stored_media_type(os.pread(fd, ARROW_PREFIX_BYTES, 0)) == ARROW_FILE:
+                        pending.adopt(fd, info.rows)
+                    else:  # a blob another client uploaded as a stream: re-encoded here
+                        with os.fdopen(os.dup(fd), "rb") as blob:
+                            blob.seek(0)
+                            reader = pa.ipc.open_stream(blob)
+                            pending.write_batches(reader.schema, reader)
                 finally:
                     os.close(fd)
                 self._check_complete(result_id, pending)

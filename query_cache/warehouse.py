@@ -29,6 +29,7 @@ from jupyterhub_civis.query_cache.connection import (  # noqa: F401 (re-exported
     WarehouseUnreachable,
     warehouse_message,
 )
+from jupyterhub_civis.query_cache.plain_statements import PlainStatements
 from jupyterhub_civis.query_cache.pool import SessionPool
 
 _DEFAULT_POOL = SessionPool()
@@ -87,6 +88,9 @@ class Execution:
         except Exception as e:
             raise self._error(e, connecting=False) from None
         self.completed = True
+
+
+_PLAIN = PlainStatements()
 
 
 class _PgSession:
@@ -198,17 +202,51 @@ class PostgresExecution(Execution):
         # line, so a trailing "-- comment" cannot swallow the closing parenthesis
         statement = sql + "\n"
         args = tuple(params) if params else None
+        plain = (
+            self._uri,
+            tuple(sorted((k, str(v)) for k, v in self.connection.settings.items())),
+            statement,
+            tuple(type(p).__name__ for p in args or ()),
+        )
+        if len(statement) <= _PLAIN.max_chars and plain in _PLAIN:
+            ran = self._run_plain(plain, statement, args, reused)
+            if ran is not None:
+                return ran
+            reused = False  # the pooled session was dead: a new one, described
         try:
             described = self._describe(statement, args, reused)
             casts = result_types.pg_casts(described)
             if any(casts):
                 statement = result_types.wrap_with_casts(sql, described.names, casts)
+            elif len(statement) <= _PLAIN.max_chars:
+                _PLAIN.add(plain)
             self._cursor.execute(statement, args)
             reader = self._cursor.fetch_record_batch()
         except (Cancelled, WarehouseError):
             raise
         except Exception as e:
             raise self._error(e, connecting=False) from None
+        return reader.schema, self._stream(reader)
+
+    def _run_plain(self, plain, statement, args, reused):
+        """Run a statement known to need no casts without describing it; None when
+        the pooled session turned out dead (nothing ran: the caller starts over)."""
+        try:
+            self._cursor.execute(statement, args)
+            reader = self._cursor.fetch_record_batch()
+        except Exception as e:
+            if not reused or self.cancelled.is_set() or self._alive(self._session):
+                raise self._error(e, connecting=False) from None
+            dead, self._session, self._cursor = self._session, None, None
+            self.pool.discard(self._uri, dead, self._close_session)
+            self._open(fresh=True)
+            return None
+        if any(result_types.pg_casts(reader.schema)):
+            _PLAIN.discard(plain)  # its session is discarded: the run is not completed
+            raise WarehouseError(
+                "the result's column types changed since this query last ran on this "
+                "server; run it again"
+            )
         return reader.schema, self._stream(reader)
 
     def cancel(self):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import http.client
 import json
@@ -47,6 +48,24 @@ def test_result_path_and_stream_are_the_same_bytes(server):
     from_file = pa.ipc.open_file(pa.memory_map(path)).read_all()
     assert from_file.equals(server.result(status))
     assert from_file.num_rows == 1000
+
+
+def test_a_small_result_comes_in_the_answer_once(server):
+    status = server.submit(sql=f"select id, name from items /* {uniq()} */ where id <= 3", wait=5)
+    assert status["state"] == "done", status
+    inline = pa.ipc.open_file(pa.py_buffer(base64.b64decode(status["inline"]))).read_all()
+    assert inline.equals(pa.ipc.open_file(pa.memory_map(status["result_path"])).read_all())
+    assert inline.column("id").to_pylist() == [1, 2, 3]
+    # once: the final poll after it answers with the file's path only, the listing never
+    again = server.api("GET", f"civis/queries/{status['id']}?wait=1&final=1").json()
+    assert "inline" not in again and again["result_path"] == status["result_path"]
+    listed = server.api("GET", "civis/queries").json()["queries"]
+    assert not any("inline" in q for q in listed)
+    # a result over 32 KiB: its file only
+    big = server.submit(
+        sql=f"select g, md5(g::text) from generate_series(1, 5000) g /* {uniq()} */", wait=5
+    )
+    assert big["state"] == "done" and big["bytes"] > 32 << 10 and "inline" not in big
 
 
 def test_reproducible_survives_table_change_and_unreachable_warehouse(server, pg):
@@ -274,3 +293,22 @@ def test_cancelling_one_of_two_shared_callers_keeps_the_query_for_the_other(serv
     done = server.wait_final(second)
     assert done["state"] == "done" and done["rows"] == 1
     assert server.wait_final(cancelled)["state"] == "cancelled"
+
+
+def test_the_kernel_client_keeps_its_connection_and_replaces_a_dead_one(server):
+    import socket
+    import urllib.parse
+
+    from jupyterhub_civis.query_cache import client
+
+    info = client.ServerInfo(server.url, server.token)
+    netloc = urllib.parse.urlsplit(server.url).netloc
+    sql = f"select 1 as v /* {uniq()} */"
+    assert client.query(sql, server=info, mode="refresh", progress=False).v.tolist() == [1]
+    (kept,) = client._Api._idle[("http", netloc)]
+    assert client.query(sql, server=info, mode="refresh", progress=False).v.tolist() == [1]
+    assert client._Api._idle[("http", netloc)] == [kept]  # one connection for both
+    kept.sock.shutdown(socket.SHUT_RDWR)  # as if the server had dropped it while idle
+    assert client.query(sql, server=info, mode="refresh", progress=False).v.tolist() == [1]
+    (replaced,) = client._Api._idle[("http", netloc)]
+    assert replaced is not kept

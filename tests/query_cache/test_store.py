@@ -72,8 +72,8 @@ def test_recover_after_crash_mid_write(tmp_path):
 import os, signal, pyarrow as pa
 from jupyterhub_civis.query_cache.local_store import LocalStore
 store = LocalStore({str(tmp_path)!r})
-def gen():
-    yield pa.record_batch({{"i": pa.array([1, 2, 3])}})
+def gen():  # more than PendingFile.small_bytes: streamed to a temp file as it comes
+    yield pa.record_batch({{"i": pa.array(range(200_000))}})
     os.kill(os.getpid(), signal.SIGKILL)
 store.put("k", pa.schema([("i", pa.int64())]), gen())
 """

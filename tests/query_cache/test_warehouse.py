@@ -110,9 +110,28 @@ def test_idle_sessions_close_after_the_idle_timeout(drivers, pg):
 
 def test_a_pooled_session_ended_while_idle_is_replaced(drivers, pg):
     """Sessions are reset when given back, not checked before reuse: a session the
-    warehouse ended while it sat idle fails the (side-effect free) describe, which
+    warehouse ended while it sat idle fails the (side-effect free) describe, or the
+    execute of a statement run undescribed (nothing ran on a dead session); either
     is then repeated on a new session: the query works."""
     pid = backend_pid(drivers)
     pg.execute("select pg_terminate_backend(%s)", (pid,))
     wait_for(lambda: not alive(pg, pid), 10, message="the pooled session to end")
     assert backend_pid(drivers) != pid
+
+
+def test_a_statement_run_undescribed_never_returns_wire_bytes(drivers, pg):
+    """A statement described once as needing no casts runs undescribed next time; if
+    its types changed meanwhile to one ADBC cannot decode, that run fails (no bytes,
+    no second execution) and the next run describes it again and casts."""
+    table = f"plain_{uuid.uuid4().hex[:8]}"
+    pg.execute(f"create table {table} (v text)")
+    pg.execute(f"insert into {table} values ('10.0.0.1')")
+    sql = f"select v from {table}"
+    first = drivers.run(sql=sql, mode="refresh")
+    assert drivers.result(first).to_pylist() == [{"v": "10.0.0.1"}]
+    pg.execute(f"alter table {table} alter column v type inet using v::inet")
+    changed = drivers.run(sql=sql, mode="refresh")
+    assert changed["state"] == "failed" and "column types changed" in changed["error"]
+    again = drivers.run(sql=sql, mode="refresh")
+    assert again["state"] == "done", again
+    assert drivers.result(again).to_pylist() == [{"v": "10.0.0.1"}]

@@ -10,7 +10,7 @@ import stat
 
 import pyarrow as pa
 import pytest
-from civis_service_support import arrow_stream
+from civis_service_support import arrow_stream, read_stream
 from civis_test_support import wait_for
 
 from jupyterhub_civis.query_cache.local_store import LocalStore
@@ -138,3 +138,22 @@ def test_a_handoff_marks_its_result_recently_used_after_replying(external_hub, r
     blob = data / "blobs" / f"{rid}.arrow"
     assert os.stat(fetched.path).st_ino == os.stat(blob).st_ino  # handed over
     wait_for(lambda: last_access_value() > before, timeout=30, message="the read to be recorded")
+
+
+def test_a_blob_uploaded_as_a_stream_is_handed_over_and_stored_as_a_file(
+    external_hub, replicas, tmp_path
+):
+    """Servers upload Arrow IPC files; another client may upload a stream. The handoff
+    hands over whichever the service holds; a stream is re-encoded as a file in the
+    hot tier (a file is linked as it is)."""
+    svc, data, sock = local_service(replicas, tmp_path)
+    token = external_hub.user_token(external_hub.create_user("handoff-stream"))
+    body = arrow_stream(1000)
+    rid = svc.client(token).put_ok(body)["id"]
+    assert (data / "blobs" / f"{rid}.arrow").read_bytes() == body  # kept as a stream
+    # no HTTP to fall back on: only the handoff can bring it
+    durable = ServiceStore("http://127.0.0.1:9/", token, handoff_socket=sock, timeout=30)
+    fetched = TieredStore(LocalStore(str(tmp_path / "hot")), durable).get(rid)
+    assert fetched is not None, svc.output()[-3000:]
+    table = pa.ipc.open_file(pa.memory_map(fetched.path, "r")).read_all()
+    assert table.equals(read_stream(body)) and fetched.rows == 1000
