@@ -14,6 +14,7 @@
 """
 
 import re
+from importlib.resources import files
 
 import civis_test_support
 import nbformat
@@ -219,6 +220,9 @@ def test_a_profile_list_profile_starts_its_pod_in_another_namespace(cluster, mon
         other.stop()
 
 
+BUNDLE_CONFIG = str(files("jupyterhub_civis") / "jupyter-config")
+
+
 def shared_notebook(hub, owner, environment: dict) -> str:
     """A snapshot share (for everyone) of a notebook saved with ``environment`` recorded."""
     nb = nbformat.v4.new_notebook()
@@ -237,7 +241,10 @@ def test_open_a_copy_pinned_to_the_image_digest_the_notebook_recorded(cluster, m
     refused with the hub's reason, and the viewer opens the copy elsewhere."""
     api, kubelet, root = cluster
     monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(root / "kubeconfig.yaml", NAMESPACE)))
-    hub = start_hub(root / "copy-hub", hub_config(root))
+    # the bundle's server extensions, enabled as its wheel enables them in an image
+    bundle = ("c.KubeSpawner.environment = {**c.Spawner.environment, "
+              f"'JUPYTER_CONFIG_PATH': {BUNDLE_CONFIG!r}}}\n")
+    hub = start_hub(root / "copy-hub", hub_config(root) + bundle)
     try:
         owner, viewer = hub.create_user("kowner"), hub.create_user("kviewer")
         repository = IMAGES["python"].rsplit(":", 1)[0]
@@ -248,7 +255,7 @@ def test_open_a_copy_pinned_to_the_image_digest_the_notebook_recorded(cluster, m
         page = logged_in_page(browser, hub, viewer)
         page.goto(f"{hub.url}/services/civis/s/{sid}")
         page.click("#open-copy button")
-        page.wait_for_url(re.compile(r".*/lab/tree/shared/.*"), timeout=240_000)
+        page.wait_for_url(re.compile(r".*/lab/tree/shared/.*"), timeout=120_000)
         name = page.url.split(f"/user/{viewer}/", 1)[1].split("/", 1)[0]
         model = hub.server(viewer, name)
         assert model["user_options"] == {"environment": "python", "image_digest": pinned}
@@ -276,7 +283,7 @@ def test_open_a_copy_pinned_to_the_image_digest_the_notebook_recorded(cluster, m
         assert list(hub.api("GET", f"/users/{viewer}").json()["servers"]) == [name]
         page.fill("#pick-environment input[name=environment]", "python")
         page.click("#pick-environment button")
-        page.wait_for_url(re.compile(r".*/lab/tree/shared/.*"), timeout=240_000)
+        page.wait_for_url(re.compile(r".*/lab/tree/shared/.*"), timeout=120_000)
         other = page.url.split(f"/user/{viewer}/", 1)[1].split("/", 1)[0]
         assert other != name and hub.server(viewer, other)["user_options"] == {"environment": "python"}
         for server in (name, other):
