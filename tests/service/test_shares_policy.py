@@ -79,7 +79,7 @@ def test_a_result_read_through_a_share_asks_current_groups_only_where_they_decid
             owner([to_group], "dee", cached, False)
     assert owner([to_group], "dee", ["data"], True) == "bob"
     assert owner([to_group], "dee", ["ops"], True) is None  # removed from the group
-    assert owner([to_group], "bob", [], False) is None  # the owner reads their own elsewhere
+    assert owner([to_group], "bob", [], False) == "bob"  # its owner: no groups needed
 
 
 def test_environment_and_pinned_results_from_the_notebook():
