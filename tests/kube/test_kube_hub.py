@@ -13,6 +13,7 @@
   the kernels — is real.
 """
 
+import contextlib
 import re
 from importlib.resources import files
 
@@ -54,6 +55,19 @@ c.KubeSpawner.k8s_api_request_timeout = 10
 c.CivisKubeSpawner.storage_policy = "per-server"
 c.CivisSpawner.environments = {catalog!r}
 """
+
+
+@contextlib.contextmanager
+def kube_hub(state, config):
+    """A hub started on ``state`` with ``config``; its log printed if the test fails."""
+    hub = start_hub(state, config)
+    try:
+        yield hub
+    except BaseException:
+        print(hub.log()[-6000:])
+        raise
+    finally:
+        stop_hub(hub)
 
 
 @pytest.fixture(scope="module")
@@ -193,30 +207,26 @@ def test_a_profile_list_profile_starts_its_pod_in_another_namespace(cluster, mon
     api, _, root = cluster
     other = Kubelet(api, "civis-other", root / "other-nodes").start()
     monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(root / "kubeconfig.yaml", NAMESPACE)))
-    hub = start_hub(root / "profiles-hub", hub_config(root) + PROFILES)
     try:
-        user = hub.create_user("profile")
-        r = hub.start(user, "far", {"profile": "elsewhere"})
-        assert r.status_code in (201, 202), r.text
-        hub.wait_ready(user, "far", timeout=120)
-        assert not other.errors, other.errors
-        (pod,) = api.list("pods", "civis-other")
-        assert pod["metadata"]["annotations"]["hub.jupyter.org/servername"] == "far"
-        # no image in the profile: KubeSpawner's own (the chart's singleuser.image)
-        assert pod["spec"]["containers"][0]["image"] == "registry.example.com/team/chart-default:1"
-        assert "far" not in [p["metadata"]["annotations"]["hub.jupyter.org/servername"]
-                             for p in api.list("pods", NAMESPACE)]
-        assert hub.server(user, "far")["user_options"] == {"profile": "elsewhere"}
-        out = run_code(hub, user, "far", "import os; print(os.environ['JUPYTERHUB_SERVER_NAME'])")
-        assert out.strip() == "far"
-        hub.stop(user, "far", remove=True)
-        assert api.list("pods", "civis-other") == []
-        wait_for(lambda: not other.processes, timeout=30, message="the pod's process to end")
-    except BaseException:
-        print(hub.log()[-6000:])
-        raise
+        with kube_hub(root / "profiles-hub", hub_config(root) + PROFILES) as hub:
+            user = hub.create_user("profile")
+            r = hub.start(user, "far", {"profile": "elsewhere"})
+            assert r.status_code in (201, 202), r.text
+            hub.wait_ready(user, "far", timeout=120)
+            assert not other.errors, other.errors
+            (pod,) = api.list("pods", "civis-other")
+            assert pod["metadata"]["annotations"]["hub.jupyter.org/servername"] == "far"
+            # no image in the profile: KubeSpawner's own (the chart's singleuser.image)
+            assert pod["spec"]["containers"][0]["image"] == "registry.example.com/team/chart-default:1"
+            assert "far" not in [p["metadata"]["annotations"]["hub.jupyter.org/servername"]
+                                 for p in api.list("pods", NAMESPACE)]
+            assert hub.server(user, "far")["user_options"] == {"profile": "elsewhere"}
+            out = run_code(hub, user, "far", "import os; print(os.environ['JUPYTERHUB_SERVER_NAME'])")
+            assert out.strip() == "far"
+            hub.stop(user, "far", remove=True)
+            assert api.list("pods", "civis-other") == []
+            wait_for(lambda: not other.processes, timeout=30, message="the pod's process to end")
     finally:
-        stop_hub(hub)
         other.stop()
 
 
@@ -244,8 +254,7 @@ def test_open_a_copy_pinned_to_the_image_digest_the_notebook_recorded(cluster, m
     # the bundle's server extensions, enabled as its wheel enables them in an image
     bundle = ("c.KubeSpawner.environment = {**c.Spawner.environment, "
               f"'JUPYTER_CONFIG_PATH': {BUNDLE_CONFIG!r}}}\n")
-    hub = start_hub(root / "copy-hub", hub_config(root) + bundle)
-    try:
+    with kube_hub(root / "copy-hub", hub_config(root) + bundle) as hub:
         owner, viewer = hub.create_user("kowner"), hub.create_user("kviewer")
         repository = IMAGES["python"].rsplit(":", 1)[0]
         pinned = f"{repository}@sha256:{'c' * 64}"
@@ -289,8 +298,3 @@ def test_open_a_copy_pinned_to_the_image_digest_the_notebook_recorded(cluster, m
         for server in (name, other):
             hub.stop(viewer, server, remove=True)
         wait_for(lambda: not kubelet.processes, timeout=60, message="every copy's process to end")
-    except BaseException:
-        print(hub.log()[-6000:])
-        raise
-    finally:
-        stop_hub(hub)

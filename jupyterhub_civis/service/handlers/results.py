@@ -20,8 +20,8 @@ from tornado import web
 from jupyterhub_civis import protocol
 from jupyterhub_civis.protocol import RESULT_HEADER
 from jupyterhub_civis.service import policy
-from jupyterhub_civis.service.handlers.base import APIHandler
 from jupyterhub_civis.service.auth import current_groups
+from jupyterhub_civis.service.handlers.base import APIHandler
 from jupyterhub_civis.service.shares.grants import read_result, read_result_now
 from jupyterhub_civis.service.store import NotFound, Pinned, TooManyPins, UploadLost
 
