@@ -31,7 +31,7 @@ from jupyterhub_civis.share_copy import ShareCopy
 ALLOWED = {"path", "title", "audience", "expires"}
 
 
-REPORT_ALLOWED = {"path", "title", "audience", "schedule", "on_demand", "refresh_after"}
+REPORT_ALLOWED = {"path", "title", "audience", "expires", "schedule", "on_demand", "refresh_after"}
 
 
 class _Publish(APIHandler):

@@ -1,8 +1,9 @@
 """JupyterLab's "Share…" dialog offers "Report" next to "Snapshot": in Chromium, in a real
 server of a real hub, the real command creates a report link with its refresh policy
-(cron schedule and time zone, who refreshes on demand, refresh on view) through the
+(cron schedule and time zone, who refreshes on demand, refresh on view, expiry) through the
 civis service's REST API; a bad schedule is refused with the service's message."""
 
+import calendar
 import re
 
 import nbformat
@@ -56,6 +57,7 @@ def test_share_dialog_creates_a_report(report_hub, browser):
     page.fill("#civis-report-timezone", "Europe/Paris")
     page.check("#civis-report-audience-refreshes")
     page.fill("#civis-report-refresh-after", "90")
+    page.fill("#civis-share-expires", "2099-12-31")
     page.locator(".jp-Dialog-button", has_text="Share").click()
     link = page.locator("#civis-share-link")
     expect(link).to_have_value(re.compile(r"^http://.+/services/civis/r/[0-9a-f]{32}$"),
@@ -72,6 +74,8 @@ def test_share_dialog_creates_a_report(report_hub, browser):
     share = hub.session.get(f"{hub.url}/services/civis/api/shares/{rid}", timeout=60,
                             headers={"Authorization": f"token {api.token}"}).json()
     assert share["kind"] == "report" and share["audience"]["users"] == [viewer]
+    # the link works until the end of the chosen day (UTC)
+    assert share["expires"] == calendar.timegm((2100, 1, 1, 0, 0, 0)) - 1
     viewer_api = ReportsAPI(hub, hub.user_token(viewer))
     assert viewer_api.request("GET", f"/{rid}").status_code == 200
     # it was never run: viewing it started its first run (refresh on view), which works

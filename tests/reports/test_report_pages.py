@@ -204,6 +204,7 @@ def test_parameter_form_for_viewers_who_may_refresh(report_hub, people, warehous
     expect(form.locator("input[name=region]")).to_have_attribute("data-kind", "str")
     expect(form.locator("input[name=fail]")).to_have_attribute("type", "checkbox")
     expect(form.locator("input[name=fail]")).not_to_be_checked()
+    expect(page.locator("#report-save-scheduled")).to_have_count(0)  # the owner's only
 
     # a hostile value: the wrong type (and code) for a bool; the server refuses it
     page.evaluate("""() => { const i = document.querySelector("#report-parameters [name=fail]");
@@ -227,3 +228,50 @@ def test_parameter_form_for_viewers_who_may_refresh(report_hub, people, warehous
     vpage, _ = page_of(report_hub, browser, viewer, f"r/{only_owner['id']}")
     expect(vpage.locator("#report-title")).to_have_text("Owner refreshes")
     expect(vpage.locator("#report-parameters")).to_have_count(0)
+
+
+def test_owner_sets_the_scheduled_values_from_the_page(report_hub, people, warehouse, browser):
+    """The owner's form starts from the report's own values; "Use for scheduled runs" keeps
+    the typed ones (checked by the server: a wrong type is refused and changes nothing).
+    Through the API only the owner changes the refresh policy."""
+    owner, api = people["powner"]
+    viewer, viewer_api = people["pviewer"]
+    stranger, stranger_api = people["pstranger"]
+    nb = notebook(query_cell(warehouse.table({"west": 1})), parameters=PARAMS)
+    report = api.create(nb, viewers=[viewer], on_demand="audience",
+                        schedule={"cron": "0 7 * * *", "timezone": "UTC"})
+    rid = report["id"]
+    page, _ = page_of(report_hub, browser, owner, f"r/{rid}")
+    form = page.locator("#report-parameters")
+    page.evaluate("""() => { const i = document.querySelector("#report-parameters [name=fail]");
+                             i.dataset.kind = "str"; i.type = "text"; i.value = "yes"; }""")
+    page.click("#report-save-scheduled")
+    expect(page.locator("#report-message")).to_contain_text("parameters.fail")
+    assert api.request("GET", f"/{rid}").json()["parameters"] == {}
+
+    page.reload()
+    form.locator("input[name=region]").fill("north")
+    page.click("#report-save-scheduled")
+    expect(page.locator("#report-message")).to_contain_text("Scheduled runs will use these values")
+    assert api.request("GET", f"/{rid}").json()["parameters"] == {"region": "north", "fail": False}
+    page.reload()
+    expect(form.locator("input[name=region]")).to_have_value("north")
+    # a viewer who may refresh still starts from the notebook's defaults
+    vpage, _ = page_of(report_hub, browser, viewer, f"r/{rid}")
+    expect(vpage.locator("#report-parameters input[name=region]")).to_have_value("west")
+
+    def patch(who, body):
+        return who.request("PATCH", f"/{rid}", json=body)
+
+    assert patch(viewer_api, {"parameters": {"region": "x"}}).status_code == 403
+    assert patch(stranger_api, {"parameters": {"region": "x"}}).status_code == 404
+    for body, field in [({}, "say what to change"), ({"on_demand": None}, "on_demand"),
+                        ({"schedule": {"cron": "61 * * * *"}}, "schedule.cron"),
+                        ({"colour": "red"}, "colour")]:
+        r = patch(api, body)
+        assert r.status_code == 400 and field in r.json()["message"], (body, r.text)
+    before = api.request("GET", f"/{rid}").json()
+    assert before["schedule"] == {"cron": "0 7 * * *", "timezone": "UTC"} and before["next_fire"]
+    changed = patch(api, {"schedule": None, "refresh_after": 3600}).json()
+    assert changed["schedule"] is None and changed["next_fire"] is None
+    assert changed["refresh_after"] == 3600 and changed["parameters"] == before["parameters"]

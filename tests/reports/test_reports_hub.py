@@ -143,6 +143,9 @@ def test_parameters_are_validated_by_the_service(report_hub, people, warehouse):
     assert r.status_code == 400 and r.json()["message"].startswith("notebook"), r.text
     r = api.request("POST", json={"path": "../x.ipynb", "notebook": report_notebook("t")})
     assert r.status_code == 400 and r.json()["message"].startswith("path"), r.text
+    r = api.request("POST", json={"path": "x.ipynb", "notebook": report_notebook("t"),
+                                  "expires": 1_000_000})
+    assert r.status_code == 400 and r.json()["message"].startswith("expires"), r.text
     assert len(api.request("GET", f"/{report['id']}/runs").json()["runs"]) == 0
     # a notebook with outputs larger than the service's default 1 MiB body is accepted
     big = report_notebook("t")

@@ -129,7 +129,9 @@ def test_hostile_notebooks_never_execute(service_hub, browser, tmp_path):
     expect(page.locator("#share-owner")).to_have_text(owner)
     expect(page.locator("#share-environment")).to_contain_text("py311 + duckdb")
     frame_el = page.locator("#share-frame")
-    assert frame_el.get_attribute("sandbox") == ""
+    # sandboxed with one flag: the frame keeps its origin (its image files need the
+    # session cookie) but may not run script, submit, navigate the page or open popups
+    assert frame_el.get_attribute("sandbox") == "allow-same-origin"
     frame = page.frame_locator("#share-frame")
     expect(frame.locator("h1", has_text="Benign heading")).to_be_visible()
     expect(frame.locator("#hostile-html")).to_have_count(0)  # ids are not kept
@@ -150,7 +152,8 @@ def test_hostile_notebooks_never_execute(service_hub, browser, tmp_path):
     direct = page.context.new_page()
     response = direct.goto(f"{service_hub.base}s/{sid}/render?v=1")
     csp = response.headers["content-security-policy"]
-    assert csp.startswith("sandbox;") and "allow-scripts" not in csp and "script-src" not in csp
+    assert csp.startswith("sandbox allow-same-origin;")
+    assert "allow-scripts" not in csp and "script-src" not in csp and "default-src 'none'" in csp
     direct.wait_for_load_state("networkidle")
     page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
     assert [u for u in seen["requests"] if BEACON in u] == []

@@ -122,7 +122,6 @@ class ShareForm extends Widget {
     this.kinds.addEventListener('change', () => {
       const kind = this.kind();
       this.reportFields.hidden = kind !== 'report';
-      this.expiresField.hidden = kind === 'report';
       // a share code admits whoever accepts it; the audience fields do not apply
       for (const el of [this.users, this.groups, this.everyone]) {
         el.disabled = kind === 'live';

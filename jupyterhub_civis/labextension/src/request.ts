@@ -78,13 +78,20 @@ export interface ReportRequest {
   path: string;
   title: string;
   audience: { users: string[]; groups: string[]; everyone: boolean } | null;
+  /** when the report's link stops working for its audience (seconds since the epoch) */
+  expires: number | null;
   schedule: { cron: string; timezone: string } | null;
   on_demand: 'owner' | 'audience';
   refresh_after: number | null;
 }
 
 /** A report's request (the civis service checks the cron expression and time zone in full). */
-export function buildReportRequest(path: string, form: FormValues, report: ReportValues): ReportRequest {
+export function buildReportRequest(
+  path: string,
+  form: FormValues,
+  report: ReportValues,
+  now: number = Date.now()
+): ReportRequest {
   const audience = {
     users: names(form.users),
     groups: names(form.groups),
@@ -108,6 +115,7 @@ export function buildReportRequest(path: string, form: FormValues, report: Repor
     path,
     title: form.title.trim(),
     audience: open ? audience : null,
+    expires: expiry(form.expires, now),
     schedule: cron ? { cron, timezone: report.timezone.trim() || 'UTC' } : null,
     on_demand: report.onDemand,
     refresh_after: refreshAfter

@@ -44,6 +44,7 @@ test('a report request: schedule, who refreshes, refresh on view; audience optio
     path: 'r/daily.ipynb',
     title: 'Daily',
     audience: { users: ['ann'], groups: ['sales'], everyone: false },
+    expires: null,
     schedule: { cron: '0 7 * * 1-5', timezone: 'Europe/Paris' },
     on_demand: 'audience',
     refresh_after: 5400
@@ -55,6 +56,10 @@ test('a report request: schedule, who refreshes, refresh on view; audience optio
   assert.equal(bare.refresh_after, null);
   assert.equal(buildReportRequest('x.ipynb', form, { ...policy, timezone: ' ' }).schedule.timezone, 'UTC');
   assert.throws(() => buildReportRequest('x.ipynb', form, { ...policy, cron: '0 7 * *' }), /five fields/);
+  const until = buildReportRequest('x.ipynb', { ...form, expires: '2026-01-02' }, policy, NOW);
+  assert.equal(until.expires, NOW / 1000 + 2 * 86400 - 1);
+  assert.throws(() => buildReportRequest('x.ipynb', { ...form, expires: '2025-12-31' }, policy, NOW),
+    /future/);
   assert.throws(() => buildReportRequest('x.ipynb', form, { ...policy, refreshAfterMinutes: '-1' }),
     /minutes above 0/);
 });

@@ -5,6 +5,7 @@
                                                  (with its ``url``; its share has the same id)
 - ``GET  api/reports/running``                   the caller's runs queued or going (status page)
 - ``GET  api/reports/<id>``                      the report, its latest successful run, the run going
+- ``PATCH api/reports/<id>``                     owner: change the refresh policy (``ReportChange``)
 - ``DELETE api/reports/<id>``                    owner: delete the report and its runs → 204
 - ``GET  api/reports/<id>/latest``               the latest successful run with its executed notebook
 - ``GET  api/reports/<id>/runs``                 history, newest first
@@ -20,6 +21,7 @@ viewer who may not refresh gets 403. Cookie callers need the XSRF token.
 from __future__ import annotations
 
 import json
+import time
 
 from pydantic import ValidationError
 from tornado import web
@@ -30,6 +32,7 @@ from jupyterhub_civis.service.handlers.base import APIHandler
 from jupyterhub_civis.service.reports import policy, sharing
 from jupyterhub_civis.service.reports.access import ReportAccess
 from jupyterhub_civis.service.reports.store import report_json, run_json
+from jupyterhub_civis.service.shares import policy as share_policy
 
 ID = r"([0-9a-f]{32})"
 DRAIN_BYTES = 64 << 20
@@ -96,6 +99,9 @@ class ReportsHandler(_Base):
         request = self.checked(_parse, policy.ReportRequest, b"".join(self._chunks))
         self.checked(params.check_notebook, request.notebook, "notebook")
         self.checked(params.validate, request.notebook, request.parameters)
+        refusal = share_policy.expiry_refusal(request.expires, time.time())
+        if refusal:
+            raise web.HTTPError(400, refusal)
         settings = self.reports
         report = await self.run(self.checked_create, user, request, settings.default_timeout)
         report["url"] = f"{self.settings['service_prefix']}r/{report['id']}"
@@ -120,6 +126,13 @@ class ReportHandler(_Base):
             "latest": run_json(latest) if latest else None,
             "running": active,
         })
+
+    async def patch(self, report_id):
+        row = await self.report(report_id, "manage")
+        change = self.checked(_parse, policy.ReportChange, self.request.body)
+        if change.parameters:
+            self.checked(params.validate, json.loads(row.notebook), change.parameters)
+        self.write_json(await self.run(self.checked, self.reports.store.change, row.id, change))
 
     async def delete(self, report_id):
         await self.report(report_id, "manage")

@@ -128,6 +128,8 @@ class ReportRequest(BaseModel):
     schedule: Schedule | None = None
     on_demand: Annotated[str, StringConstraints(pattern=r"^(owner|audience)$")] = OWNER
     refresh_after: Annotated[float, Field(gt=0, le=366 * 86400)] | None = None
+    #: when the report's link stops working for its audience (seconds since the epoch, UTC)
+    expires: Annotated[float, Field(gt=0, lt=1e11)] | None = None
     timeout: Annotated[float, Field(gt=0, le=24 * 3600)] | None = None
 
     @model_validator(mode="after")
@@ -142,6 +144,27 @@ class ReportRequest(BaseModel):
         if any(part in ("", ".", "..") for part in path.split("/")):
             raise ValueError("must be a relative notebook path without '.' or '..' parts")
         return path
+
+
+class ReportChange(BaseModel):
+    """Body of ``PATCH api/reports/<id>`` (owner): the refresh policy to change. A field
+    left out stays; ``schedule: null`` / ``refresh_after: null`` turn that refresh off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: the parameter values scheduled (and owner's plain Refresh) runs use
+    parameters: dict[str, Any] | None = None
+    schedule: Schedule | None = None
+    on_demand: Annotated[str, StringConstraints(pattern=r"^(owner|audience)$")] | None = None
+    refresh_after: Annotated[float, Field(gt=0, le=366 * 86400)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.model_fields_set:
+            raise ValueError("say what to change: parameters, schedule, on_demand or refresh_after")
+        if "on_demand" in self.model_fields_set and self.on_demand is None:
+            raise ValueError("on_demand: is 'owner' or 'audience'")
+        return self
 
 
 class RunRequest(BaseModel):

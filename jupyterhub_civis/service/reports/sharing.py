@@ -38,10 +38,10 @@ def environment_record(options: dict) -> dict:
 
 def create_share(
     s: Session, report_id: str, owner: str, *, title: str, path: str,
-    audience: share_policy.Audience, now: float,
+    audience: share_policy.Audience, now: float, expires: float | None = None,
 ) -> None:
     s.add(Share(id=report_id, owner=owner, kind=KIND, title=title, path=path, server="",
-                everyone=audience.everyone, created=now, updated=now))
+                everyone=audience.everyone, created=now, updated=now, expires=expires))
     s.flush()
     set_audience(s, report_id, audience)
 

@@ -117,7 +117,33 @@ class ReportStore:
             s.add(row)
             s.flush()
             sharing.create_share(s, row.id, owner, title=row.title, path=row.path,
-                                 audience=policy.audience(request), now=now)
+                                 audience=policy.audience(request), now=now,
+                                 expires=request.expires)
+        return report_json(row)
+
+    def change(self, report_id: str, change: policy.ReportChange) -> dict:
+        """Apply the owner's ``change`` to the refresh policy; the next fire follows a new
+        schedule. ``change.parameters`` must already be validated against the notebook."""
+        fields = change.model_fields_set
+        schedule = change.schedule
+        if schedule:
+            policy.check_cron(schedule.cron)
+            policy.check_timezone(schedule.timezone)
+        with self.session.begin() as s:
+            row = s.get(Report, report_id)
+            if row is None:
+                raise NotFound(report_id)
+            if "parameters" in fields:
+                row.parameters = json.dumps(change.parameters or {}, default=str)
+            if "schedule" in fields:
+                row.cron = schedule.cron if schedule else ""
+                row.timezone = schedule.timezone if schedule else "UTC"
+                row.next_fire = (policy.next_fire(schedule.cron, schedule.timezone, self.clock())
+                                 if schedule else None)
+            if "on_demand" in fields:
+                row.on_demand = change.on_demand
+            if "refresh_after" in fields:
+                row.refresh_after = change.refresh_after
         return report_json(row)
 
     def get(self, report_id: str) -> Report:

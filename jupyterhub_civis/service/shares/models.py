@@ -64,7 +64,8 @@ class ShareVersion(Base):
     sha256: Mapped[str] = mapped_column(sa.String(64))
     #: JSON: ``metadata.jupyterhub_civis.environment`` of the notebook ("{}" if none)
     environment: Mapped[str] = mapped_column(sa.Text, default="{}")
-    #: the sanitised HTML rendering, filled on first view (any replica)
+    #: the sanitised HTML rendering and its image files (``render.pack``), filled on
+    #: first view (any replica); an older rendering is the HTML alone (images inlined)
     rendered: Mapped[bytes | None] = mapped_column(sa.LargeBinary, nullable=True)
 
 

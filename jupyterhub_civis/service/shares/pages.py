@@ -3,6 +3,7 @@ and "Shared with me".
 
 - ``GET  s/<id>[?v=N]``           the viewer (hub page): who, when, environment, results, versions
 - ``GET  s/<id>/render?v=N``      the sanitised rendering, CSP ``sandbox``, framed by the viewer
+- ``GET  s/<id>/render/img/<sha256>.<ext>?v=N``  an image of that rendering (immutable)
 - ``GET  shares/mine``            "Shared by me": audience, expiry, views and copies; revoke
 - ``POST shares/<id>/revoke``     revoke (form with ``_xsrf``)
 - ``POST shares/<id>/update``     change audience / expiry (form with ``_xsrf``)
@@ -72,14 +73,24 @@ class Rendered(SharePage):
         self.require_user()
         info = await self.viewable(share_id)
         version = self.version_of(info)
+        cached = await self.rendering(info, version.number)
+        images = f"{self.request.protocol}://{self.request.host}{self.settings['service_prefix']}"
+        self.set_header("Content-Security-Policy", render.render_csp(
+            f"{images}s/{info.id}/render/img/"))
+        self.send_rendering(cached)
+
+    async def rendering(self, info: ShareInfo, number: int) -> render.Rendering:
+        """A version's rendering: from memory, else the database, else rendered now."""
         cache = self.settings["render_cache"]
-        key = (info.id, version.number)
+        key = (info.id, number)
         cached = cache.get(key)
         if cached is None:
-            html = await self.run(self.shares.rendered, *key) or await self._render(info, key)
-            cached = await self.run(render.Rendering.of, html)
+            stored = await self.run(self.shares.rendered, *key)
+            if stored is None or not stored.startswith(b"PK"):  # none, or without images
+                stored = await self._render(info, key, replace=stored is not None)
+            cached = await self.run(lambda: render.Rendering.of(*render.unpack(stored)))
             cache.put(key, cached)
-        self.send_rendering(cached)
+        return cached
 
     def send_rendering(self, cached: render.Rendering) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -98,20 +109,46 @@ class Rendered(SharePage):
     def compute_etag(self) -> str | None:
         return self._etag
 
-    async def _render(self, info: ShareInfo, key: tuple[str, int]) -> bytes:
+    async def _render(self, info: ShareInfo, key: tuple[str, int], replace: bool) -> bytes:
         """Render a version (first view on any replica) and keep it in the database."""
         raw = await self.run(self.shares.notebook, *key)
+        image_url = "render/img/{name}?v=" + str(key[1])  # relative to the rendering's URL
         try:
-            html = await self.run(render.render, raw, title=info.display_title)
+            document, images = await self.run(
+                render.render, raw, title=info.display_title, image_url=image_url
+            )
         except Exception as e:
             self.log.warning("share %s v%d not rendered: %s", *key, e)
-            return render.render_error("This notebook could not be rendered.")
-        await self.run(self.shares.keep_rendered, *key, html)
-        return html
+            document, images = render.render_error("This notebook could not be rendered."), {}
+        packed = await self.run(render.pack, document, images)
+        await self.run(self.shares.keep_rendered, *key, packed, replace=replace)
+        return packed
 
     def write_error(self, status_code, **kwargs):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(render.render_error(self.error_message(**kwargs)))
+
+
+class RenderedImage(Rendered):
+    """An image of a version's rendering, by the SHA-256 of its bytes: immutable, so
+    cached by the browser for good; the same audience check and 404 as the rendering."""
+
+    def set_default_headers(self):
+        super().set_default_headers()
+        self.set_header("Content-Security-Policy", render.IMAGE_CSP)
+
+    @web.authenticated
+    async def get(self, share_id, name):
+        self.require_user()
+        info = await self.viewable(share_id)
+        version = self.version_of(info)
+        content = (await self.rendering(info, version.number)).images.get(name)
+        if content is None:
+            raise self.share_not_found()
+        self.set_header("Content-Type", render.CONTENT_TYPES[name[name.rindex("."):]])
+        self.set_header("Cache-Control", "private, max-age=31536000, immutable")
+        self._etag = '"' + name[: name.rindex(".")] + '"'
+        self.finish(content)
 
 
 class SharedByMe(SharePage):
@@ -208,6 +245,7 @@ MENU = [("Shared by me", "shares/mine"), ("Shared with me", "shares/with-me")]
 ROUTES = [
     (f"s/{SHARE_ID}", Viewer),
     (f"s/{SHARE_ID}/render", Rendered),
+    (f"s/{SHARE_ID}/render/img/([0-9a-f]{{64}}\\.(?:png|jpg|svg))", RenderedImage),
     ("shares/mine", SharedByMe),
     ("shares/with-me", SharedWithMe),
     (f"shares/{SHARE_ID}/revoke", Revoke),

@@ -8,6 +8,14 @@ whatever the notebook's outputs hold. The result is wrapped in a fixed shell
 with a fixed stylesheet and served by ``pages.RenderedNotebook`` with
 a CSP ``sandbox`` (no ``allow-scripts``) inside a sandboxed iframe: even a
 sanitiser bug could not run script on the hub's origin.
+
+A share version's images (``image/png``, ``image/jpeg``, ``image/svg+xml`` outputs)
+are not inlined as ``data:`` URLs: ``render(…, image_url=…)`` takes them out as
+content-addressed files (``<sha256>.<ext>``) that the document references with
+``<img loading="lazy">``, so the first document a viewer loads holds text only and
+images below the fold are never fetched (``pages.RenderedImage`` serves them).
+``pack``/``unpack`` keep a document and its images as one value (a zip) in the
+database.
 """
 
 from __future__ import annotations
@@ -16,10 +24,12 @@ import base64
 import gzip
 import hashlib
 import html
+import io
 import os
 import threading
+import zipfile
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nh3
 
@@ -39,8 +49,21 @@ ATTRIBUTES = {
     "th": {"colspan", "rowspan", "align", "scope"},
     "ol": {"start"},
 }
-#: Images only as data: URLs (the sandbox's CSP loads nothing else); links to the web.
+#: Images as data: URLs or the version's own image files (the sandbox's CSP loads
+#: nothing else); links to the web.
 URL_SCHEMES = {"http", "https", "mailto", "data"}
+#: Every image loads when it nears the viewport, decoded off the main thread.
+IMG_ATTRIBUTES = {"img": {"loading": "lazy", "decoding": "async"}}
+#: output MIME type → (file extension, Content-Type) of the images taken out of a document
+IMAGE_TYPES = {
+    "image/png": (".png", "image/png"),
+    "image/jpeg": (".jpg", "image/jpeg"),
+    "image/svg+xml": (".svg", "image/svg+xml"),
+}
+CONTENT_TYPES = dict(IMAGE_TYPES.values())
+#: Served with an image file: even an SVG opened on its own runs no script and loads
+#: nothing (inside ``<img>`` a browser never runs an SVG's script anyway).
+IMAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'"
 
 with open(os.path.join(os.path.dirname(__file__), "rendered.css"), encoding="utf-8") as _f:
     CSS = _f.read()
@@ -52,6 +75,24 @@ RENDER_CSP = (
     "sandbox; default-src 'none'; style-src " + CSS_HASH + "; img-src data:; "
     "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
 )
+
+
+#: The sandbox of a rendering with image files. ``allow-same-origin`` and nothing else:
+#: a sandboxed document without it has an opaque origin, and the browser then sends no
+#: (SameSite=Lax) session cookie with its image requests, which the audience check
+#: needs. Scripts stay off (no ``allow-scripts``, no ``script-src``, sanitised HTML):
+#: the spec's warning is about the two flags together; with no script, nothing can use
+#: the origin, and the CSP still loads nothing but the style and the version's images.
+SAME_ORIGIN_SANDBOX = "allow-same-origin"
+
+
+def render_csp(images: str) -> str:
+    """``RENDER_CSP`` for a rendering whose images are files under ``images`` (the
+    absolute URL of the version's image folder: a CSP source with a path matches that
+    folder only, so no other URL of the hub is ever requested by the document)."""
+    return RENDER_CSP.replace("img-src data:;", f"img-src data: {images};").replace(
+        "sandbox;", f"sandbox {SAME_ORIGIN_SANDBOX};", 1
+    )
 
 SHELL = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -71,11 +112,41 @@ def _clean(fragment: str) -> str:
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
+        set_tag_attribute_values=IMG_ATTRIBUTES,
     )
 
 
-def render(raw: bytes, *, title: str) -> bytes:
-    """The notebook ``raw`` (.ipynb bytes) as a sanitised, script-free HTML document."""
+def take_images(nb, image_url: str) -> dict[str, bytes]:
+    """Take the image outputs out of ``nb`` (in place): each becomes a file named by
+    its content's SHA-256, which nbconvert's template then references at
+    ``image_url.format(name=…)`` instead of inlining it. Returns ``{name: bytes}``."""
+    images: dict[str, bytes] = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", ()):
+            data = output.get("data") or {}
+            for mime, (ext, _) in IMAGE_TYPES.items():
+                value = data.get(mime)
+                if not isinstance(value, str):
+                    continue
+                try:
+                    content = (value.encode() if mime == "image/svg+xml"
+                               else base64.b64decode(value, validate=False))
+                except ValueError:
+                    continue  # not base64: nbconvert inlines it (and the browser ignores it)
+                name = hashlib.sha256(content).hexdigest() + ext
+                images[name] = content
+                url = image_url.format(name=name)
+                if mime == "image/svg+xml":
+                    output["svg_filename"] = url
+                else:
+                    output.setdefault("metadata", {}).setdefault("filenames", {})[mime] = url
+    return images
+
+
+def render(raw: bytes, *, title: str, image_url: str | None = None):
+    """The notebook ``raw`` (.ipynb bytes) as a sanitised, script-free HTML document;
+    with ``image_url`` (e.g. ``"render/img/{name}?v=3"``, relative to the document), the
+    pair ``(document, {image name: bytes})``."""
     # imported on first use, not at service start: nbformat's jsonschema pulls in
     # rfc3987_syntax, whose import compiles grammars for seconds, and JupyterHub gives
     # a managed service 10 s to answer (see warm_up)
@@ -84,11 +155,31 @@ def render(raw: bytes, *, title: str) -> bytes:
 
     nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
     nb.metadata.pop("widgets", None)  # widget state is never rendered
+    images = take_images(nb, image_url) if image_url else {}
     exporter = HTMLExporter(template_name="basic", exclude_anchor_links=True)
     body, _ = exporter.from_notebook_node(nb)
-    return SHELL.format(
-        title=html.escape(title), css=CSS, body=_clean(body)
-    ).encode()
+    document = SHELL.format(title=html.escape(title), css=CSS, body=_clean(body)).encode()
+    return (document, images) if image_url else document
+
+
+def pack(document: bytes, images: dict[str, bytes]) -> bytes:
+    """A document and its images as one value (a zip: the HTML deflated, images as is)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("index.html", document, compress_type=zipfile.ZIP_DEFLATED)
+        for name, content in images.items():
+            z.writestr("img/" + name, content, compress_type=zipfile.ZIP_STORED)
+    return out.getvalue()
+
+
+def unpack(stored: bytes) -> tuple[bytes, dict[str, bytes]]:
+    """``pack``'s inverse; a rendering stored before images were taken out (an HTML
+    document with ``data:`` images) comes back as is, without image files."""
+    if not stored.startswith(b"PK"):
+        return stored, {}
+    with zipfile.ZipFile(io.BytesIO(stored)) as z:
+        images = {n[4:]: z.read(n) for n in z.namelist() if n.startswith("img/")}
+        return z.read("index.html"), images
 
 
 def warm_up() -> None:
@@ -105,21 +196,23 @@ def render_error(message: str) -> bytes:
 
 @dataclass(frozen=True)
 class Rendering:
-    """A rendering as served: the HTML and, compressed once, its gzip encoding."""
+    """A rendering as served: the HTML and, compressed once, its gzip encoding; the
+    image files it references by name."""
 
     html: bytes
     gzipped: bytes
     #: the strong ETag of ``html`` (the gzip encoding's adds ``-gz``), computed once
     #: instead of hashing megabytes on every response as tornado's default does
     etag: str
+    images: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, html: bytes) -> Rendering:
+    def of(cls, html: bytes, images: dict[str, bytes] | None = None) -> Rendering:
         digest = hashlib.sha256(html).hexdigest()[:32]
-        return cls(html, gzip.compress(html, compresslevel=6), f'"{digest}"')
+        return cls(html, gzip.compress(html, compresslevel=6), f'"{digest}"', images or {})
 
     def __len__(self) -> int:
-        return len(self.html) + len(self.gzipped)
+        return len(self.html) + len(self.gzipped) + sum(map(len, self.images.values()))
 
 
 class RenderCache:

@@ -328,17 +328,14 @@ class ShareStore:
                 )
             )
 
-    def keep_rendered(self, share_id: str, number: int, html: bytes) -> None:
+    def keep_rendered(self, share_id: str, number: int, packed: bytes, replace=False) -> None:
+        """Keep a version's rendering (``render.pack``) unless one is kept already;
+        ``replace``: over an older kind of rendering (renderings are deterministic)."""
+        kept = ShareVersion.share_id == share_id, ShareVersion.number == number
+        if not replace:
+            kept += (ShareVersion.rendered.is_(None),)
         with self.session.begin() as s:
-            s.execute(
-                sa.update(ShareVersion)
-                .where(
-                    ShareVersion.share_id == share_id,
-                    ShareVersion.number == number,
-                    ShareVersion.rendered.is_(None),
-                )
-                .values(rendered=html)
-            )
+            s.execute(sa.update(ShareVersion).where(*kept).values(rendered=packed))
 
     def list_owned(self, owner: str) -> list[ShareInfo]:
         with self.session() as s:

@@ -69,15 +69,33 @@
     button.addEventListener("click", () => refresh(button, {}));
   }
   const form = document.getElementById("report-parameters");
+  const typed = () => {
+    const parameters = {};
+    for (const input of form.querySelectorAll("input[data-kind]")) {
+      parameters[input.name] = value(input);
+    }
+    return parameters;
+  };
+  // the owner keeps the typed values as the report's own (PATCH, checked by the server)
+  async function saveScheduled(trigger) {
+    trigger.disabled = true;
+    const r = await fetch(api, {
+      method: "PATCH", credentials: "same-origin", headers,
+      body: JSON.stringify({ parameters: typed() }),
+    });
+    const answer = await r.json().catch(() => ({}));
+    say(r.ok ? "Scheduled runs will use these values." : answer.message || `Not saved (${r.status}).`);
+    trigger.disabled = false;
+  }
   if (form) {
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      const parameters = {};
-      for (const input of form.querySelectorAll("input[data-kind]")) {
-        parameters[input.name] = value(input);
-      }
-      refresh(document.getElementById("report-run-with"), { parameters });
+      refresh(document.getElementById("report-run-with"), { parameters: typed() });
     });
+    const save = document.getElementById("report-save-scheduled");
+    if (save) {
+      save.addEventListener("click", () => saveScheduled(save));
+    }
   }
   if (!progress.hidden) {
     follow();
