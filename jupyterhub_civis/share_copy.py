@@ -16,6 +16,7 @@ import json
 import os
 import posixpath
 import re
+import time
 from urllib.parse import quote
 
 from jupyter_server.base.handlers import JupyterHandler
@@ -28,6 +29,9 @@ from traitlets.config import LoggingConfigurable
 from jupyterhub_civis import envvars
 
 FOLDER = "shared"
+#: how long, and how many, versions fetched while a browser logs in are kept (``prefetch``)
+PREFETCH_SECONDS = 60
+MAX_PREFETCHES = 2
 _SHARE_ID = re.compile(r"\A[A-Za-z0-9_-]{32}\Z")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
@@ -46,12 +50,52 @@ class ShareCopy(LoggingConfigurable):
         config=True
     )
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        #: (share, version) -> (its fetch, when it started): see ``prefetch``
+        self._prefetched: dict[tuple[str, str], tuple[asyncio.Future, float]] = {}
+
     @default("token")
     def _default_token(self):
         return os.environ.get("JUPYTERHUB_API_TOKEN", "")
 
     async def fetch(self, path: str) -> bytes:
         return await self.send("GET", path)
+
+    def version(self, share_id: str, number: str) -> asyncio.Future:
+        """The share's description and that version's bytes: a prefetch of the same
+        version (``prefetch``) if one is there, else fetched now."""
+        entry = self._prefetched.pop((share_id, number), None)
+        if entry is not None and time.monotonic() - entry[1] < PREFETCH_SECONDS:
+            return entry[0]
+        return self._fetch_version(share_id, number)
+
+    def prefetch(self, share_id: str, number: str) -> None:
+        """Start fetching a version while the browser logs in to this server (the hub's
+        OAuth redirects): kept in memory only — nothing is written or shown until an
+        authenticated request asks for it — for ``PREFETCH_SECONDS``, at most
+        ``MAX_PREFETCHES`` at a time; the service decides access with this server's
+        token either way."""
+        now = time.monotonic()
+        for key, (task, at) in list(self._prefetched.items()):
+            if now - at >= PREFETCH_SECONDS:
+                del self._prefetched[key]
+                task.cancel()
+        key = (share_id, number)
+        if key in self._prefetched or len(self._prefetched) >= MAX_PREFETCHES:
+            return
+        self.log.info("civis: fetching shared notebook %s v%s while the browser logs in", *key)
+        task = self._fetch_version(share_id, number)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+        self._prefetched[key] = (task, now)
+
+    def _fetch_version(self, share_id: str, number: str) -> asyncio.Future:
+        return asyncio.ensure_future(
+            asyncio.gather(
+                self.fetch(f"api/shares/{share_id}"),
+                self.fetch(f"api/shares/{share_id}/versions/{number}/notebook"),
+            )
+        )
 
     async def send(self, method: str, path: str, body: dict | None = None) -> bytes:
         r = await AsyncHTTPClient().fetch(
@@ -72,7 +116,6 @@ def copy_name(path: str, title: str, digest: str) -> str:
 
 
 class OpenShare(JupyterHandler):
-    @web.authenticated
     async def get(self):
         share_id = self.get_argument("share", "")
         number = self.get_argument("v", "")
@@ -81,11 +124,14 @@ class OpenShare(JupyterHandler):
         copier: ShareCopy = self.settings["civis_share_copy"]
         if not copier.service_url:
             raise web.HTTPError(404, "this server does not know the civis service")
+        if not self.current_user:  # the browser goes through the hub's login first
+            copier.prefetch(share_id, number)
+        await self.open_copy(copier, share_id, number)
+
+    @web.authenticated
+    async def open_copy(self, copier: ShareCopy, share_id: str, number: str):
         try:
-            described, raw = await asyncio.gather(
-                copier.fetch(f"api/shares/{share_id}"),
-                copier.fetch(f"api/shares/{share_id}/versions/{number}/notebook"),
-            )
+            described, raw = await copier.version(share_id, number)
         except HTTPClientError as e:
             raise web.HTTPError(404 if e.code in (403, 404) else 502, "share not found") from None
         info = json.loads(described)

@@ -45,6 +45,7 @@ from jupyterhub_civis import envvars
 from jupyterhub_civis.errors import InvalidInput
 from jupyterhub_civis.spawner.catalog import Catalog, CatalogError, Environment, parse_catalog
 from jupyterhub_civis.spawner.form import form_message, render_options_form
+from jupyterhub_civis.spawner.image_builder import image_repository
 from jupyterhub_civis.spawner.options import (
     PROFILE_KEY,
     Selection,
@@ -53,6 +54,7 @@ from jupyterhub_civis.spawner.options import (
     package_lines,
     parse_user_options,
 )
+from jupyterhub_civis.spawner.pinning import Pinned, pin_image
 from jupyterhub_civis.spawner.readiness import wait_until_answering
 from jupyterhub_civis.spawner.refusal import refused
 from jupyterhub_civis.spawner.rejections import EnvironmentUnavailable, SpawnRejected
@@ -233,6 +235,7 @@ class CivisSpawner(Configurable):
                 allowed_images=self._image_pattern,
                 max_packages=self.max_packages,
                 allow_direct_references=self.allow_direct_references,
+                runs_images=self.requires_image,
             )
         except InvalidInput as e:
             self._restore_user_options(remembered)
@@ -346,6 +349,27 @@ class CivisSpawner(Configurable):
 
     async def _wait_until_answering(self, url) -> None:
         await wait_until_answering(url, self.poll, self.http_timeout, self.ready_check_interval)
+
+    def pin_image(self, selection, environment, base_image, builder=None) -> Pinned | None:
+        """The image ``selection.image_digest`` pins a container backend's server to
+        (``pinning.py``), ``None`` without one; a digest the operator does not allow is
+        a 400 naming the field."""
+        if not selection.image_digest:
+            return None
+        try:
+            return pin_image(
+                selection.image_digest,
+                base_image,
+                environment=environment.name,
+                builder_repository=(
+                    image_repository(builder.registry, builder.image_prefix)
+                    if builder is not None and builder.registry
+                    else None
+                ),
+                allowed_images=self._image_pattern,
+            )
+        except InvalidInput as e:
+            raise SpawnRejected(str(e)) from None
 
     def apply_resources(self, environment: Environment) -> None:
         for key, value in environment.resources.items():

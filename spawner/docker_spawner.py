@@ -174,13 +174,16 @@ class CivisDockerSpawner(CivisSpawner, DockerSpawner):
     async def prepare_environment(self, environment, selection, emit) -> dict:
         base = selection.image or environment.image
         packages = tuple(sorted(set(environment.packages) | set(selection.packages)))
+        pinned = self.pin_image(selection, environment, base, self.builder)
+        if pinned:
+            base = pinned.image
         record = {
             "name": environment.name,
             "image": base,
             "packages": list(packages),
             "extra_packages": list(selection.packages),
         }
-        if packages:
+        if packages and not (pinned and pinned.built):  # a built environment image has them
             built = await image_with_packages(self.builder, base, packages, emit)
             record.update(image=built.tag, base_image=base, image_digest=built.pinned)
         record["id"] = record["image"].rsplit(":", 1)[-1] if packages else environment_id(base, ())

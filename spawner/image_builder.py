@@ -70,9 +70,14 @@ class _Build:
             sink(line)
 
 
+def image_repository(registry: str, prefix: str) -> str:
+    """``<registry>/<prefix>``: where environment images are pushed (pure)."""
+    return "/".join(p.strip("/") for p in (registry, prefix) if p)
+
+
 def image_tag(registry: str, prefix: str, base_digest_ref: str, requirements) -> str:
     """``<registry>/<prefix>:<content id>`` of an environment image (pure)."""
-    repository = "/".join(p.strip("/") for p in (registry, prefix) if p)
+    repository = image_repository(registry, prefix)
     return f"{repository}:{environment_id(base_digest_ref, requirements)}"
 
 

@@ -303,15 +303,21 @@ class CivisKubeSpawner(CivisSpawner, KubePackages, KubeSpawner):
             self.image if environment.source == "profile_list" else environment.image
         )
         packages = tuple(sorted(set(environment.packages) | set(selection.packages)))
+        builder = (
+            shared_builder(self.builder_class, self.config, self.log) if self.image_builder else None
+        )
+        pinned = self.pin_image(selection, environment, image, builder)
+        if pinned:
+            image = pinned.image
+        # an environment image the builder made (pinned.built) has the packages in it
+        to_add = () if pinned and pinned.built else packages
         built = None
-        if packages and self.image_builder:
-            built = await image_with_packages(
-                shared_builder(self.builder_class, self.config, self.log), image, packages, emit
-            )
-        elif packages and self.extra_packages == "reject":
+        if to_add and builder:
+            built = await image_with_packages(builder, image, to_add, emit)
+        elif to_add and self.extra_packages == "reject":
             raise SpawnRejected(
                 f"packages: this hub runs servers on Kubernetes from prebuilt images and does "
-                f"not add packages ({', '.join(packages)}); choose an environment whose image "
+                f"not add packages ({', '.join(to_add)}); choose an environment whose image "
                 "has them, or ask your hub administrator for one"
             )
         base_image, image = image, (built.pinned if built else image)
@@ -319,13 +325,13 @@ class CivisKubeSpawner(CivisSpawner, KubePackages, KubeSpawner):
         self.image_pull_policy = pull_policy_for(
             image, self.image_pull_policy, frozenset(self.mutable_image_tags)
         )
-        self._packages = () if built else packages  # built: in the image, no init container
+        self._packages = () if built else to_add  # built: in the image, no init container
         if is_pinned(image, frozenset(self.mutable_image_tags)):
             emit(f"Using image {image}", 10)
         else:
             emit(f"Using image {image} (a mutable tag: the exact version is recorded once it runs)", 10)
         if self._packages:
-            emit(f"Packages {', '.join(packages)} will be installed when the pod starts", 12)
+            emit(f"Packages {', '.join(to_add)} will be installed when the pod starts", 12)
         self._environment_seconds = time.monotonic() - started
         self._choice_applied = True
         record = {
@@ -337,6 +343,8 @@ class CivisKubeSpawner(CivisSpawner, KubePackages, KubeSpawner):
         }
         if built:
             record.update(base_image=base_image, image_digest=built.pinned)
+        elif pinned:
+            record.update(image_digest=pinned.image)
         return record
 
     # ----- the pod ---------------------------------------------------------------------

@@ -38,10 +38,11 @@ from pydantic import (
 )
 
 from jupyterhub_civis.errors import InvalidInput, from_validation_error
+from jupyterhub_civis.spawner import pinning
 from jupyterhub_civis.spawner.catalog import Catalog, Environment
 from jupyterhub_civis.spawner.requirements import normalise_requirement
 
-OPTION_KEYS = ("environment", "image", "packages", "options")
+OPTION_KEYS = ("environment", "image", "packages", "options", "image_digest")
 PROFILE_KEY = "profile"
 UNLISTED_SUFFIX = "--unlisted-choice"
 #: what a KubeSpawner-style select posts when its free-text entry is chosen
@@ -74,6 +75,7 @@ class Selection:
     packages: tuple[str, ...] = ()
     options: tuple[tuple[str, str], ...] = ()
     from_profile: bool = False
+    image_digest: str | None = None  # pinning.py: the exact image a notebook recorded
 
     def profile_options(self) -> dict:
         """The choice in KubeSpawner's ``user_options`` form (what its ``load_user_options`` reads)."""
@@ -86,7 +88,7 @@ class Selection:
         is stored in KubeSpawner's own form, so hooks written for it keep
         reading ``user_options["profile"]``; everything else in the native form.
         """
-        if self.from_profile and not self.image and not self.packages:
+        if self.from_profile and not self.image and not self.packages and not self.image_digest:
             return self.profile_options()
         options = {"environment": self.environment}
         if self.image:
@@ -95,6 +97,8 @@ class Selection:
             options["packages"] = list(self.packages)
         if self.options:
             options["options"] = dict(self.options)
+        if self.image_digest:
+            options["image_digest"] = self.image_digest
         return options
 
 
@@ -107,6 +111,7 @@ class UserOptions(BaseModel):
     image: StrictStr | None = None
     packages: list[StrictStr] | None = None
     options: dict[StrictStr, StrictStr] | None = None
+    image_digest: StrictStr | None = None
 
     @field_validator("packages")
     @classmethod
@@ -180,6 +185,7 @@ def parse_user_options(
     allowed_images: re.Pattern | None = None,
     max_packages: int = 30,
     allow_direct_references: bool = False,
+    runs_images: bool = True,
 ) -> Selection:
     """Validate untrusted ``user_options`` (native or profile form) against the catalog and policy."""
     if raw is None:
@@ -204,8 +210,15 @@ def parse_user_options(
                 field,
                 f"{name[:MAX_NAME_LENGTH]!r} is not offered here; choose one of {catalog.names()}",
             )
+    image_digest = pinning.check_reference(model.image_digest)
+    if image_digest and not runs_images:
+        raise InvalidInput(
+            pinning.FIELD,
+            "servers here do not run container images; open it without a pinned image",
+        )
     return Selection(
         environment=environment.name,
+        image_digest=image_digest,
         image=_check_image(model.image, allowed_images),
         packages=tuple(model.packages or ()),
         options=check_environment_options(environment, model.options or {}, option_prefix),

@@ -217,3 +217,34 @@ def test_form_with_a_removed_environment_asks_to_choose_again():
     )
     assert "choose again" in html
     assert not re.search(r"\schecked[\s>]", html)
+
+
+def test_a_pinned_digest_is_checked_as_a_reference_and_only_where_images_run():
+    from jupyterhub_civis.spawner import pinning
+
+    ref = "registry.example.com:5000/team/nb:1.0@sha256:" + "e" * 64
+    assert pinning.repository_of(ref) == "registry.example.com:5000/team/nb"
+    assert pinning.repository_of("nb") == "nb"
+    chosen = parse_user_options({"environment": "ml", "image_digest": ref}, CATALOG)
+    assert chosen.image_digest == ref
+    assert chosen.to_user_options() == {"environment": "ml", "image_digest": ref}
+    for bad in ("img/ml:1", "img/ml@sha256:" + "E" * 64, "img/ml@sha256:" + "e" * 64 + " x", 5):
+        with pytest.raises(InvalidInput) as e:
+            parse_user_options({"environment": "ml", "image_digest": bad}, CATALOG)
+        assert e.value.field == "image_digest"
+    with pytest.raises(InvalidInput, match="do not run container images"):
+        parse_user_options({"image_digest": ref}, CATALOG, runs_images=False)
+
+
+def test_a_digest_pins_only_images_the_operator_offers():
+    from jupyterhub_civis.spawner.pinning import Pinned, pin_image
+
+    digest = "@sha256:" + "f" * 64
+    assert pin_image("img/ml" + digest, "img/ml:1", environment="ml") == Pinned("img/ml" + digest)
+    built = "reg:5000/civis/environment" + digest
+    assert pin_image(built, "img/ml:1", environment="ml", builder_repository="reg:5000/civis/environment/") == Pinned(built, built=True)
+    allowed = re.compile(r"team/[a-z]+@sha256:[a-f0-9]{64}")
+    assert pin_image("team/nb" + digest, "img/ml:1", environment="ml", allowed_images=allowed).image == "team/nb" + digest
+    for foreign in ("img/ml2" + digest, "other/img/ml" + digest, "reg:5000/civis/environment" + digest):
+        with pytest.raises(InvalidInput, match=r"not an image this hub offers for the environment 'ml' \(its image is 'img/ml'\)"):
+            pin_image(foreign, "img/ml:1", environment="ml", allowed_images=allowed)

@@ -28,7 +28,7 @@ from traitlets.config import Application
 
 from jupyterhub_civis import envvars
 from jupyterhub_civis.service import handlers, policy
-from jupyterhub_civis.service.auth import identify
+from jupyterhub_civis.service.auth import current_groups, identify
 from jupyterhub_civis.service.handlers.base import NotFoundHandler, log_request
 from jupyterhub_civis.service.handoff import HandoffServer
 from jupyterhub_civis.service.metrics import Metrics
@@ -301,6 +301,7 @@ class CivisService(Application):
             max_connections=self.handoff_max_connections,
             idle_timeout=self.handoff_idle_timeout,
             read=functools.partial(read_result, self.store, self.shares),
+            current_groups=functools.partial(current_groups, self.hub_auth),
         )
 
     def make_app(self) -> web.Application:

@@ -67,3 +67,11 @@ async def identify(hub_auth, *, handler=None, token: str | None = None) -> Calle
     else:
         model = None
     return caller_from_model(model, hub_auth.access_scopes, hub_auth.check_scopes)
+
+
+async def current_groups(hub_auth, token: str | None, user: str | None) -> frozenset[str]:
+    """``user``'s Hub groups as the hub has them now (not the identity cache's); none
+    when ``token`` is no longer ``user``'s or no longer valid."""
+    model = token and await hub_auth.user_for_token(token, use_cache=False, sync=False)
+    fresh = caller_from_model(model or None, hub_auth.access_scopes, hub_auth.check_scopes)
+    return fresh.groups if fresh.user == user else frozenset()

@@ -39,6 +39,7 @@ from jupyterhub_civis.protocol import (
     valid_result_id,
 )
 from jupyterhub_civis.service import policy
+from jupyterhub_civis.service.shares.grants import read_result_now
 from jupyterhub_civis.service.store import NotFound
 
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
@@ -61,6 +62,7 @@ class HandoffServer:
         max_connections: int = 64,
         idle_timeout: float = 10,
         read=None,
+        current_groups=None,
     ):
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:
             raise ValueError(
@@ -75,6 +77,9 @@ class HandoffServer:
         #: shares). The read is marked recently used (``store.touch``) after the reply:
         #: the service's database commits durably, and the server waits for the reply
         self.read = read or (lambda caller, rid, touch: store.get(caller.user, rid, touch=touch))
+        #: async (token, user) -> the user's Hub groups now: asked when only a group
+        #: audience of a share could let ``read`` grant the result (``shares.grants``)
+        self.current_groups = current_groups
         self.run = run  # run a blocking call in the service's I/O pool
         self.on_served = on_served  # metrics callback: (status: int) -> None
         self.log = log
@@ -219,12 +224,15 @@ class HandoffServer:
         if not valid_result_id(request.id):
             return not_found
         try:
-            info = await self.run(self._read_and_open, caller, request.id)
+            info = await read_result_now(
+                self.run, self._read_and_open, caller, request.id,
+                lambda: self.current_groups(request.token, caller.user),
+            )
         except (NotFound, FileNotFoundError):
             return not_found
         return 200, handoff_reply(200, result=info[0].to_json()), info[1], info[0].id
 
-    def _read_and_open(self, caller, result_id):
+    def _read_and_open(self, caller, result_id, **kwargs):
         """One hop to the I/O pool for both: the result's info and its open file."""
-        info = self.read(caller, result_id, touch=False)
+        info = self.read(caller, result_id, touch=False, **kwargs)
         return info, self.store.open_local_blob(info.id)

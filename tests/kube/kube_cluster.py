@@ -112,12 +112,14 @@ class ApiServer:
 
 
 def image_id(image: str) -> str:
-    """What a container runtime reports: the repository and a content digest."""
-    repository = image.split("@")[0]
+    """What a container runtime reports: the repository and a content digest (the one
+    asked for, for an image pulled by digest)."""
+    repository, _, digest = image.partition("@")
     last = repository.rsplit("/", 1)[-1]
     if ":" in last:
         repository = repository.rsplit(":", 1)[0]
-    return f"docker-pullable://{repository}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+    digest = digest or f"sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+    return f"docker-pullable://{repository}@{digest}"
 
 
 class Kubelet:

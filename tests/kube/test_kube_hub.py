@@ -13,12 +13,16 @@
   the kernels — is real.
 """
 
+import contextlib
 import re
+from importlib.resources import files
 
 import civis_test_support
+import nbformat
 import pytest
 import requests
-from civis_test_support import TEST_TOKEN, run_code, start_hub, stop_hub, wait_for
+from civis_service_support import logged_in_page
+from civis_test_support import TEST_TOKEN, HubServer, run_code, start_hub, stop_hub, wait_for
 from kube_cluster import ApiServer, Kubelet, image_id
 
 pytestmark = pytest.mark.hub
@@ -51,6 +55,19 @@ c.KubeSpawner.k8s_api_request_timeout = 10
 c.CivisKubeSpawner.storage_policy = "per-server"
 c.CivisSpawner.environments = {catalog!r}
 """
+
+
+@contextlib.contextmanager
+def kube_hub(state, config):
+    """A hub started on ``state`` with ``config``; its log printed if the test fails."""
+    hub = start_hub(state, config)
+    try:
+        yield hub
+    except BaseException:
+        print(hub.log()[-6000:])
+        raise
+    finally:
+        stop_hub(hub)
 
 
 @pytest.fixture(scope="module")
@@ -190,28 +207,94 @@ def test_a_profile_list_profile_starts_its_pod_in_another_namespace(cluster, mon
     api, _, root = cluster
     other = Kubelet(api, "civis-other", root / "other-nodes").start()
     monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(root / "kubeconfig.yaml", NAMESPACE)))
-    hub = start_hub(root / "profiles-hub", hub_config(root) + PROFILES)
     try:
-        user = hub.create_user("profile")
-        r = hub.start(user, "far", {"profile": "elsewhere"})
-        assert r.status_code in (201, 202), r.text
-        hub.wait_ready(user, "far", timeout=120)
-        assert not other.errors, other.errors
-        (pod,) = api.list("pods", "civis-other")
-        assert pod["metadata"]["annotations"]["hub.jupyter.org/servername"] == "far"
-        # no image in the profile: KubeSpawner's own (the chart's singleuser.image)
-        assert pod["spec"]["containers"][0]["image"] == "registry.example.com/team/chart-default:1"
-        assert "far" not in [p["metadata"]["annotations"]["hub.jupyter.org/servername"]
-                             for p in api.list("pods", NAMESPACE)]
-        assert hub.server(user, "far")["user_options"] == {"profile": "elsewhere"}
-        out = run_code(hub, user, "far", "import os; print(os.environ['JUPYTERHUB_SERVER_NAME'])")
-        assert out.strip() == "far"
-        hub.stop(user, "far", remove=True)
-        assert api.list("pods", "civis-other") == []
-        wait_for(lambda: not other.processes, timeout=30, message="the pod's process to end")
-    except BaseException:
-        print(hub.log()[-6000:])
-        raise
+        with kube_hub(root / "profiles-hub", hub_config(root) + PROFILES) as hub:
+            user = hub.create_user("profile")
+            r = hub.start(user, "far", {"profile": "elsewhere"})
+            assert r.status_code in (201, 202), r.text
+            hub.wait_ready(user, "far", timeout=120)
+            assert not other.errors, other.errors
+            (pod,) = api.list("pods", "civis-other")
+            assert pod["metadata"]["annotations"]["hub.jupyter.org/servername"] == "far"
+            # no image in the profile: KubeSpawner's own (the chart's singleuser.image)
+            assert pod["spec"]["containers"][0]["image"] == "registry.example.com/team/chart-default:1"
+            assert "far" not in [p["metadata"]["annotations"]["hub.jupyter.org/servername"]
+                                 for p in api.list("pods", NAMESPACE)]
+            assert hub.server(user, "far")["user_options"] == {"profile": "elsewhere"}
+            out = run_code(hub, user, "far", "import os; print(os.environ['JUPYTERHUB_SERVER_NAME'])")
+            assert out.strip() == "far"
+            hub.stop(user, "far", remove=True)
+            assert api.list("pods", "civis-other") == []
+            wait_for(lambda: not other.processes, timeout=30, message="the pod's process to end")
     finally:
-        stop_hub(hub)
         other.stop()
+
+
+BUNDLE_CONFIG = str(files("jupyterhub_civis") / "jupyter-config")
+
+
+def shared_notebook(hub, owner, environment: dict) -> str:
+    """A snapshot share (for everyone) of a notebook saved with ``environment`` recorded."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["jupyterhub_civis"] = {"environment": environment}
+    r = hub.session.post(f"{hub.url}/services/civis/api/shares", timeout=60,
+                         headers={"Authorization": f"token {hub.user_token(owner)}"},
+                         json={"notebook": nbformat.writes(nb), "audience": {"everyone": True}})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+@pytest.mark.browser
+def test_open_a_copy_pinned_to_the_image_digest_the_notebook_recorded(cluster, monkeypatch, browser):
+    """"Open a copy" of a notebook saved on Kubernetes runs the very image it ran (by
+    digest), when that is a build of the environment's image; any other digest is
+    refused with the hub's reason, and the viewer opens the copy elsewhere."""
+    api, kubelet, root = cluster
+    monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(root / "kubeconfig.yaml", NAMESPACE)))
+    # the bundle's server extensions, enabled as its wheel enables them in an image
+    bundle = ("c.KubeSpawner.environment = {**c.Spawner.environment, "
+              f"'JUPYTER_CONFIG_PATH': {BUNDLE_CONFIG!r}}}\n")
+    with kube_hub(root / "copy-hub", hub_config(root) + bundle) as hub:
+        owner, viewer = hub.create_user("kowner"), hub.create_user("kviewer")
+        repository = IMAGES["python"].rsplit(":", 1)[0]
+        pinned = f"{repository}@sha256:{'c' * 64}"
+        recorded = {"name": "python", "id": "x", "image": IMAGES["python"], "packages": [],
+                    "image_digest": pinned}
+        sid = shared_notebook(hub, owner, recorded)
+        page = logged_in_page(browser, hub, viewer)
+        page.goto(f"{hub.url}/services/civis/s/{sid}")
+        page.click("#open-copy button")
+        page.wait_for_url(re.compile(r".*/lab/tree/shared/.*"), timeout=120_000)
+        name = page.url.split(f"/user/{viewer}/", 1)[1].split("/", 1)[0]
+        model = hub.server(viewer, name)
+        assert model["user_options"] == {"environment": "python", "image_digest": pinned}
+        (pod,) = [p for p in api.list("pods", NAMESPACE)
+                  if p["metadata"]["annotations"]["hub.jupyter.org/servername"] == name]
+        assert pod["spec"]["containers"][0]["image"] == pinned
+        assert pod["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+        # what runs, as the kubelet reports it, is what was asked for
+        assert pod["metadata"]["annotations"]["jupyterhub-civis/image-digest"] == pinned
+        out = HubServer(hub, viewer, name).run("import os; print(os.environ['KUBELET_IMAGE'])")
+        assert out.strip() == pinned
+        assert not kubelet.errors, kubelet.errors
+
+        # a digest of an image this hub does not offer for the environment: the hub's
+        # reason, no server left behind; the viewer picks an environment
+        foreign = {**recorded, "image_digest": f"evil.example/x/base-notebook@sha256:{'d' * 64}"}
+        sid = shared_notebook(hub, owner, foreign)
+        page.goto(f"{hub.url}/services/civis/s/{sid}")
+        page.click("#open-copy button")
+        message = page.locator("#copy-message")
+        message.wait_for()
+        assert "image_digest:" in message.inner_text()
+        assert "not an image this hub offers" in message.inner_text()
+        assert "evil.example/x/base-notebook" in page.locator("#copy-refused").inner_text()
+        assert list(hub.api("GET", f"/users/{viewer}").json()["servers"]) == [name]
+        page.fill("#pick-environment input[name=environment]", "python")
+        page.click("#pick-environment button")
+        page.wait_for_url(re.compile(r".*/lab/tree/shared/.*"), timeout=120_000)
+        other = page.url.split(f"/user/{viewer}/", 1)[1].split("/", 1)[0]
+        assert other != name and hub.server(viewer, other)["user_options"] == {"environment": "python"}
+        for server in (name, other):
+            hub.stop(viewer, server, remove=True)
+        wait_for(lambda: not kubelet.processes, timeout=60, message="every copy's process to end")

@@ -6,6 +6,7 @@ Every manifest is validated strictly against the Kubernetes 1.32 OpenAPI schema.
 
 import copy
 import logging
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -327,3 +328,75 @@ async def test_property_no_user_option_changes_pod_fields(options, environment):
     pod, chosen = await outcome(options)
     if pod is not None:
         assert pod == await baseline(chosen)
+
+
+# ----- a copy pinned to the image digest its notebook recorded ------------------------------
+
+DIGEST = "sha256:" + "b" * 64
+
+
+async def test_a_recorded_digest_of_the_environments_image_pins_the_pod():
+    pinned = f"quay.io/jupyter/scipy-notebook@{DIGEST}"
+    spawner = make_spawner(user_options={"environment": "scipy", "image_digest": pinned})
+    pod = await pod_for(spawner)
+    validate(pod)
+    assert notebook(pod)["image"] == pinned
+    assert notebook(pod)["imagePullPolicy"] == "IfNotPresent"  # a digest never changes
+    assert spawner.environment_record["image_digest"] == pinned
+    assert spawner.user_options == {"environment": "scipy", "image_digest": pinned}
+    # everything else is the environment's own pod
+    base = copy.deepcopy(await baseline("scipy"))
+    for p in (pod, base):
+        notebook(p)["image"] = None
+        notebook(p)["env"] = [e for e in notebook(p)["env"] if "IMAGE" not in e["name"]
+                              and e["name"] not in ("CIVIS_ENVIRONMENT_ID", "CIVIS_ENVIRONMENT_JSON")]
+        notebook(p).pop("imagePullPolicy", None)
+    assert pod == base
+
+
+async def test_packages_install_on_start_over_the_pinned_base():
+    config = chart_config(CivisKubeSpawner={"extra_packages": "install-on-start"})
+    pinned = f"quay.io/jupyter/base-notebook@{DIGEST}"
+    spawner = make_spawner(config, user_options={
+        "environment": "python", "packages": ["tabulate==0.9.0"], "image_digest": pinned})
+    pod = await pod_for(spawner)
+    assert notebook(pod)["image"] == pinned
+    assert pod["spec"]["initContainers"][-1]["image"] == pinned
+    assert "tabulate==0.9.0" in pod["spec"]["initContainers"][-1]["command"][2]
+
+
+@pytest.mark.parametrize("digest, says", [
+    (f"evil.example/jupyter/base-notebook@{DIGEST}", "not an image this hub offers"),
+    (f"quay.io/jupyter/scipy-notebook@{DIGEST}", "not an image this hub offers"),  # another environment's
+    (f"quay.io/jupyter/base-notebook:2025-01-06 --privileged@{DIGEST}", "not an image pinned by digest"),
+    ("quay.io/jupyter/base-notebook:2025-01-06", "not an image pinned by digest"),
+    ("quay.io/jupyter/base-notebook@sha256:abc", "not an image pinned by digest"),
+])
+async def test_a_digest_of_an_image_the_operator_did_not_offer_is_refused(digest, says):
+    spawner = make_spawner(user_options={"environment": "python", "image_digest": digest})
+    with pytest.raises(SpawnRejected) as e:
+        await pod_for(spawner)
+    assert e.value.status_code == 400
+    assert re.match(rf"image_digest: .*{says}", e.value.jupyterhub_message)
+
+
+async def test_the_allow_list_admits_a_digest_of_a_custom_image():
+    config = chart_config(CivisSpawner={"allowed_images": r"registry\.example\.com/team/[a-z0-9-]+@sha256:[a-f0-9]{64}"})
+    pinned = f"registry.example.com/team/nb@{DIGEST}"
+    pod = await pod_for(make_spawner(config, user_options={"environment": "python", "image_digest": pinned}))
+    assert notebook(pod)["image"] == pinned
+    with pytest.raises(SpawnRejected, match="not an image this hub offers"):
+        await pod_for(make_spawner(config, user_options={
+            "environment": "python", "image_digest": f"registry.example.com/other/nb@{DIGEST}"}))
+
+
+async def test_a_digest_of_an_environment_image_the_builder_made_runs_as_is():
+    config = chart_config(CivisKubeSpawner={"image_builder": True})
+    config.DockerImageBuilder.registry = config.ImageBuilder.registry = "registry.example.com:5000"
+    pinned = f"registry.example.com:5000/civis/environment@{DIGEST}"
+    spawner = make_spawner(config, user_options={
+        "environment": "python", "packages": ["tabulate==0.9.0"], "image_digest": pinned})
+    pod = await pod_for(spawner)  # no build (its packages are in it), no init container
+    assert notebook(pod)["image"] == pinned
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["block-cloud-metadata"]
+    assert spawner.environment_record["packages"] == ["tabulate==0.9.0"]

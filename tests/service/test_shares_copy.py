@@ -13,7 +13,7 @@ import nbformat
 import psycopg
 import pytest
 import requests
-from civis_service_support import logged_in_page
+from civis_service_support import ServiceClient, logged_in_page
 from civis_test_support import PG_ADMIN, HubRun, HubServer, Postgres, wait_for
 from playwright.sync_api import expect
 
@@ -131,6 +131,60 @@ def test_open_a_copy_and_rerun_it_without_the_warehouse(copy_hub, warehouse, bro
     # revoked: the grant is gone with it
     assert as_owner("DELETE", f"api/shares/{sid}").status_code == 204
     assert as_viewer("GET", f"api/results/{pin['result_id']}/info").status_code == 404
+
+
+READ_THROUGH_THE_SHARE = """
+import hashlib, os
+from jupyterhub_civis.query_cache.service_store import ServiceStore
+s = ServiceStore()  # this server's own token and handoff socket, as the query cache has them
+handed = s._handoff({rid!r}) if s.handoff_socket else None
+if handed:
+    os.close(handed[1])
+token = os.environ["JUPYTERHUB_API_TOKEN"]
+print(hashlib.sha256(token.encode()).hexdigest()[:12], s.get({rid!r}) is not None,
+      "-" if not s.handoff_socket else handed is not None, token)
+"""
+
+
+def test_removed_from_the_group_the_copy_reads_the_carried_result_no_more(copy_hub, browser):
+    hub = copy_hub
+    owner, viewer = hub.create_user("rgowner"), hub.create_user("rgviewer")
+    group = f"copiers-{uuid.uuid4().hex[:6]}"
+    assert hub.api("POST", f"/groups/{group}", json={"users": [viewer]}).status_code == 201
+    rid = ServiceClient(f"{hub.url}/services/civis/", hub.user_token(owner)).put_ok()["id"]
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["jupyterhub_civis"] = {
+        "environment": {"name": "python", "packages": []},
+        "queries": {"k": {"result_id": rid, "sql": "select 1"}},
+    }
+    r = service(hub, hub.user_token(owner))(
+        "POST", "api/shares", json={"notebook": nbformat.writes(nb), "audience": {"groups": [group]}}
+    )
+    assert r.status_code == 201 and r.json()["versions"][0]["results"] == [rid], r.text
+    sid = r.json()["id"]
+
+    page = logged_in_page(browser, hub, viewer)
+    page.goto(f"{hub.url}/services/civis/s/{sid}")
+    page.click("#open-copy button")
+    page.wait_for_url(re.compile(r".*/lab/tree/shared/.*"), timeout=240_000)
+    copy = HubServer(hub, viewer, page.url.split(f"/user/{viewer}/", 1)[1].split("/", 1)[0])
+    code = READ_THROUGH_THE_SHARE.format(rid=rid)
+    token_id, by_http, by_handoff, token = copy.run(code).split()
+    assert (by_http, by_handoff) in (("True", "True"), ("True", "-"))
+    through = service(hub, token)
+    assert through("GET", f"api/shares/{sid}/results/{rid}").status_code == 200
+
+    # out of the group: the copy's next read of the carried result is refused at once,
+    # with the very token the service has just identified (and cached)
+    assert hub.api("DELETE", f"/groups/{group}/users", json={"users": [viewer]}).ok
+    again = copy.run(code).split()
+    assert again[0] == token_id  # the same server token
+    assert again[1:3] == ["False", "-" if by_handoff == "-" else "False"]
+    assert through("GET", f"api/results/{rid}/info").status_code == 404
+    assert through("GET", f"api/shares/{sid}/results/{rid}").status_code == 404
+    # back in the group: readable again at once
+    assert hub.api("POST", f"/groups/{group}/users", json={"users": [viewer]}).ok
+    assert through("GET", f"api/results/{rid}/info").status_code == 200
 
 
 def test_environment_gone_from_the_catalog(copy_hub, browser):

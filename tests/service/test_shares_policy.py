@@ -60,6 +60,28 @@ def test_revoked_or_expired_is_closed_to_everyone_even_the_owner_viewer():
     assert not policy.may_manage(ShareState("ann", aud), None)
 
 
+def test_a_result_read_through_a_share_asks_current_groups_only_where_they_decide():
+    by_name = ShareState("ann", Audience(users=frozenset({"cy"})))
+    to_group = ShareState("bob", Audience(groups=frozenset({"data"})))
+    gone = ShareState("eve", Audience(everyone=True), revoked=1.0)
+
+    def owner(states, user, groups, current):
+        return policy.grant_owner(states, user, groups, 10.0, groups_current=current)
+
+    # everyone or by name: decided without the groups (no hub call)
+    assert owner([to_group, by_name], "cy", [], False) == "ann"
+    assert owner([ShareState("eve", Audience(everyone=True))], "cy", [], False) == "eve"
+    assert owner([gone], "cy", [], False) is None  # revoked: nothing to ask
+    assert owner([by_name], "dee", ["data"], False) is None  # no group audience: no
+    # a group audience alone: the cached groups never decide, either way
+    for cached in (["data"], []):
+        with pytest.raises(policy.GroupsNeeded):
+            owner([to_group], "dee", cached, False)
+    assert owner([to_group], "dee", ["data"], True) == "bob"
+    assert owner([to_group], "dee", ["ops"], True) is None  # removed from the group
+    assert owner([to_group], "bob", [], False) == "bob"  # its owner: no groups needed
+
+
 def test_environment_and_pinned_results_from_the_notebook():
     rid = "a" * 32
     nb = {

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 
 from tornado import web
@@ -19,8 +20,9 @@ from tornado import web
 from jupyterhub_civis import protocol
 from jupyterhub_civis.protocol import RESULT_HEADER
 from jupyterhub_civis.service import policy
+from jupyterhub_civis.service.auth import current_groups
 from jupyterhub_civis.service.handlers.base import APIHandler
-from jupyterhub_civis.service.shares.grants import read_result
+from jupyterhub_civis.service.shares.grants import read_result, read_result_now
 from jupyterhub_civis.service.store import NotFound, Pinned, TooManyPins, UploadLost
 
 CHUNK = 1 << 20
@@ -189,9 +191,12 @@ class ResultsHandler(APIHandler):
 class ResultHandler(APIHandler):
     async def _info(self, result_id, touch=True):
         caller = self.require_caller()
+        read = functools.partial(read_result, self.store, self.settings.get("shares"))
+        token = self.hub_auth.get_token(self)
         try:  # the caller's own, or one a share open to the caller carries
-            return await self.run(
-                read_result, self.store, self.settings.get("shares"), caller, result_id, touch=touch
+            return await read_result_now(
+                self.run, read, caller, result_id,
+                lambda: current_groups(self.hub_auth, token, caller.user), touch=touch,
             )
         except NotFound:
             raise self.not_found() from None

@@ -7,7 +7,7 @@ import time
 
 from tornado import web
 
-from jupyterhub_civis.service.auth import caller_from_model
+from jupyterhub_civis.service.auth import current_groups
 from jupyterhub_civis.service.shares import policy
 from jupyterhub_civis.service.shares.store import ShareInfo, ShareNotFound
 
@@ -43,7 +43,4 @@ class ShareAccess:
     async def current_groups(self) -> frozenset[str]:
         """The caller's Hub groups as the hub has them now (not cached); none when the
         credential is no longer this user's or no longer valid."""
-        token = self.hub_auth.get_token(self)
-        model = token and await self.hub_auth.user_for_token(token, use_cache=False, sync=False)
-        fresh = caller_from_model(model, self.hub_auth.access_scopes, self.hub_auth.check_scopes)
-        return fresh.groups if fresh.user == self.caller.user else frozenset()
+        return await current_groups(self.hub_auth, self.hub_auth.get_token(self), self.caller.user)

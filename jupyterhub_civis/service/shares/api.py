@@ -240,19 +240,18 @@ class EventsHandler(SharesBase):
         self.write_json({"events": [e.to_json() for e in events]})
 
 
-class SharedResult(ResultHandler):
+class SharedResult(ShareAccess, ResultHandler):
     """A result read through a share: the audience reads exactly what the share
     carries (the owner's result), and nothing else of the owner's."""
 
     async def _info(self, share_id, result_id, touch=True):
-        user = self.require_user()
-        shares = self.settings["shares"]
+        self.require_user()
+        info = await self.viewable(share_id)  # groups asked afresh where they decide
+        if not any(result_id in v.results for v in info.versions):
+            raise self.not_found()
         try:
-            owner = await self.run(
-                shares.result_grant, user, self.caller.groups, share_id, result_id
-            )
-            return await self.run(self.store.get, owner, result_id, touch=touch)
-        except (ShareNotFound, NotFound):
+            return await self.run(self.store.get, info.owner, result_id, touch=touch)
+        except NotFound:
             raise self.not_found() from None
 
     async def get(self, share_id, result_id):

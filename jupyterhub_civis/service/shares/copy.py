@@ -6,9 +6,9 @@ notebook put there, JupyterLab opened on it.
 
 The service starts (or reuses) ``copy-<environment hash>`` through the Hub API with
 the viewer's own OAuth token (``hub.py``), records the copy, and sends the browser
-to the hub's spawn-pending page, which continues — once the server is up — to the
-bundle's server extension (``jupyterhub_civis.share_copy``): it fetches the version
-with the server's own token and opens it in JupyterLab.
+to the server — through the hub's spawn-pending page while it is still starting —
+where the bundle's server extension (``jupyterhub_civis.share_copy``) fetches the
+version with the server's own token and opens it in JupyterLab.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ class OpenCopy(SharePage):
         api = hub.HubAPI(self.hub_auth.api_url, token)
         name = hub.copy_server_name(options)
         model = await api.server(user, name)
-        if not (model and (model.get("ready") or model.get("pending"))):
+        ready = bool(model and model.get("ready"))
+        if not (ready or (model and model.get("pending"))):
             started = await api.start(user, name, options)
+            ready = started.status == 201  # the hub answers 201 once the server is up
             if not started.ok:
                 self.set_status(409 if started.status == 400 else 502)
                 self.render_page(
@@ -60,6 +62,9 @@ class OpenCopy(SharePage):
         prefix = self.page_namespace()["prefix"]
         server = f"{prefix}user/{quote(user, safe='')}/{quote(name, safe='')}/"
         opener = server + "civis/shares/open?" + urlencode({"share": info.id, "v": version.number})
+        if ready:  # straight to the server: no spawn-pending hop
+            self.redirect(opener)
+            return
         pending = f"{self.hub_auth.hub_prefix}spawn-pending/{quote(user, safe='')}/{quote(name, safe='')}"
         self.redirect(pending + "?" + urlencode({"next": opener}))
 

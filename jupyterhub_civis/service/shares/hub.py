@@ -28,7 +28,9 @@ def copy_server_name(options: dict | None) -> str:
 
 def copy_options(environment: dict) -> dict | None:
     """``user_options`` that start a server in a snapshot's recorded environment
-    (``None``: the notebook recorded none; the hub's default environment)."""
+    (``None``: the notebook recorded none; the hub's default environment), pinned to
+    the image digest it recorded on a container backend (the spawner allows only a
+    digest of an image the operator offers: ``spawner/pinning.py``)."""
     name = environment.get("name")
     if not isinstance(name, str) or not name:
         return None
@@ -36,6 +38,9 @@ def copy_options(environment: dict) -> dict | None:
     packages = environment.get("packages")
     if isinstance(packages, list) and packages and all(isinstance(p, str) for p in packages):
         options["packages"] = packages
+    digest = environment.get("image_digest")
+    if isinstance(digest, str) and "@sha256:" in digest:
+        options["image_digest"] = digest
     return options
 
 

@@ -95,6 +95,39 @@ def decided_by_groups(state: ShareState, user: str | None, now: float) -> bool:
     return bool(aud.groups) and not aud.everyone and user not in aud.users
 
 
+class GroupsNeeded(Exception):
+    """Only a share open to some of the caller's groups could decide: ask again with
+    the groups as the hub has them now."""
+
+
+def grant_owner(
+    states: Iterable[ShareState],
+    user: str | None,
+    groups: Iterable[str],
+    now: float,
+    *,
+    groups_current: bool,
+) -> str | None:
+    """The owner whose result ``user`` may read through one of ``states`` (the live
+    shares carrying it), or ``None``.
+
+    Shares open to everyone or to ``user`` by name decide at once. Where only a group
+    audience could decide, ``groups`` must be current (``groups_current``), else
+    ``GroupsNeeded``: a removal from a group ends the read at once, as it ends views."""
+    states = list(states)
+    for state in states:
+        if may_view(state, user, (), now):
+            return state.owner
+    if not any(decided_by_groups(state, user, now) for state in states):
+        return None
+    if not groups_current:
+        raise GroupsNeeded()
+    for state in states:
+        if may_view(state, user, groups, now):
+            return state.owner
+    return None
+
+
 def may_manage(state: ShareState, user: str | None) -> bool:
     """Only the owner changes, re-publishes or revokes a share."""
     return bool(user) and user == state.owner

@@ -377,8 +377,11 @@ class ShareStore:
             raise ShareNotFound()
         return info.owner
 
-    def grant_owner(self, user: str | None, groups, result_id: str, now=None) -> str | None:
-        """The owner of ``result_id`` if some live share carrying it is open to ``user``."""
+    def grant_owner(
+        self, user: str | None, groups, result_id: str, now=None, *, groups_current=False
+    ) -> str | None:
+        """The owner of ``result_id`` if some live share carrying it is open to ``user``
+        (``policy.grant_owner``: ``GroupsNeeded`` when only stale groups could decide)."""
         now = time.time() if now is None else now
         query = (
             sa.select(Share)
@@ -391,13 +394,12 @@ class ShareStore:
             .distinct()
         )
         with self.session() as s:
+            states = []
             for row in s.scalars(query):
                 users, grps = self._audience(s, row.id)
                 aud = policy.Audience(frozenset(users), frozenset(grps), row.everyone)
-                state = policy.ShareState(row.owner, aud, row.expires, row.revoked)
-                if policy.may_view(state, user, groups, now):
-                    return row.owner
-        return None
+                states.append(policy.ShareState(row.owner, aud, row.expires, row.revoked))
+        return policy.grant_owner(states, user, groups, now, groups_current=groups_current)
 
     # -- audit
     def record(self, share_id: str, user: str, action: str, number: int, now=None) -> None:
