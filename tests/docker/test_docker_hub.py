@@ -212,3 +212,33 @@ CivisDockerSpawner.check_config(c)
         assert registry_has(tag)
         assert docker_api.inspect_image(tag)["Id"]
         assert builds(hub) == 1
+
+
+def test_a_server_pinned_by_digest_runs_exactly_that_image(docker_hub, docker_api):
+    """What "open a copy" asks for (``image_digest``, docs/sharing.md): the environment's
+    own image or an image the hub built, by digest, run as is; any other image refused."""
+    hub = docker_hub
+    user = new_user(hub, "pinned")
+    base_ref = f"{BASE_IMAGE.rsplit(':', 1)[0]}@" + docker_api.inspect_distribution(BASE_IMAGE)["Descriptor"]["digest"]
+    r = hub.start(user, "base", {"environment": "base", "image_digest": base_ref})
+    assert r.status_code in (201, 202), r.text
+    assert hub.start(user, "env", {"environment": "tabulate"}).status_code in (201, 202)
+    hub.wait_ready(user, "base")
+    hub.wait_ready(user, "env")
+    assert container_of(docker_api, user, "base")["Config"]["Image"] == base_ref
+
+    env = dict(line.split("=", 1) for line in container_of(docker_api, user, "env")["Config"]["Env"])
+    built = json.loads(env["CIVIS_ENVIRONMENT_JSON"])["image_digest"]
+    before = builds(hub)
+    r = hub.start(user, "copy", {"environment": "tabulate", "image_digest": built})
+    assert r.status_code in (201, 202), r.text
+    hub.wait_ready(user, "copy")
+    copy = container_of(docker_api, user, "copy")
+    assert copy["Config"]["Image"] == built and builds(hub) == before  # run as is, not rebuilt
+    assert exec_in(docker_api, copy["Id"], ["python", "-c", "import tabulate"])[0] == 0
+
+    foreign = "docker.io/library/alpine@sha256:" + "a" * 64
+    r = hub.start(user, "foreign", {"environment": "base", "image_digest": foreign})
+    assert r.status_code == 400 and "image_digest" in r.json()["message"], r.text
+    assert hub.server(user, "foreign") is None
+    assert not [c for c in user_containers(docker_api, user) if c["Names"][0].endswith("--foreign")]
