@@ -153,7 +153,8 @@ class RenderedRun(ReportAccess, Rendered):
 
     async def _render_run(self, run, title: str) -> bytes:
         try:
-            return await self.run(render.render, run.notebook, title=title)
+            document, _ = await self.run(render.render, run.notebook, title=title)
+            return document
         except Exception as e:
             self.log.warning("report run %s not rendered: %s", run.id, e)
             return render.render_error("This notebook could not be rendered.")

@@ -247,7 +247,7 @@ class SharedResult(ShareAccess, ResultHandler):
     async def _info(self, share_id, result_id, touch=True):
         self.require_user()
         info = await self.viewable(share_id)  # groups asked afresh where they decide
-        if not any(result_id in v.results for v in info.versions):
+        if not info.carries(result_id):
             raise self.not_found()
         try:
             return await self.run(self.store.get, info.owner, result_id, touch=touch)

@@ -45,6 +45,10 @@ class ShareInfo:
     def latest(self) -> VersionInfo | None:
         return self.versions[-1] if self.versions else None
 
+    def carries(self, result_id: str) -> bool:
+        """Whether one of the share's versions carries (pins) ``result_id``."""
+        return any(result_id in v.results for v in self.versions)
+
     @property
     def display_title(self) -> str:
         return policy.display_title(self.title, self.path)

@@ -86,7 +86,7 @@ class Rendered(SharePage):
         cached = cache.get(key)
         if cached is None:
             stored = await self.run(self.shares.rendered, *key)
-            if stored is None or not stored.startswith(b"PK"):  # none, or without images
+            if stored is None or not render.is_packed(stored):
                 stored = await self._render(info, key, replace=stored is not None)
             cached = await self.run(lambda: render.Rendering.of(*render.unpack(stored)))
             cache.put(key, cached)

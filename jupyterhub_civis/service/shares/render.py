@@ -143,10 +143,11 @@ def take_images(nb, image_url: str) -> dict[str, bytes]:
     return images
 
 
-def render(raw: bytes, *, title: str, image_url: str | None = None):
-    """The notebook ``raw`` (.ipynb bytes) as a sanitised, script-free HTML document;
-    with ``image_url`` (e.g. ``"render/img/{name}?v=3"``, relative to the document), the
-    pair ``(document, {image name: bytes})``."""
+def render(raw: bytes, *, title: str, image_url: str | None = None
+           ) -> tuple[bytes, dict[str, bytes]]:
+    """The notebook ``raw`` (.ipynb bytes) as a sanitised, script-free HTML document and
+    its image files: with ``image_url`` (e.g. ``"render/img/{name}?v=3"``, relative to
+    the document) ``{image name: bytes}``; without, images stay inlined and that is ``{}``."""
     # imported on first use, not at service start: nbformat's jsonschema pulls in
     # rfc3987_syntax, whose import compiles grammars for seconds, and JupyterHub gives
     # a managed service 10 s to answer (see warm_up)
@@ -159,7 +160,7 @@ def render(raw: bytes, *, title: str, image_url: str | None = None):
     exporter = HTMLExporter(template_name="basic", exclude_anchor_links=True)
     body, _ = exporter.from_notebook_node(nb)
     document = SHELL.format(title=html.escape(title), css=CSS, body=_clean(body)).encode()
-    return (document, images) if image_url else document
+    return document, images
 
 
 def pack(document: bytes, images: dict[str, bytes]) -> bytes:
@@ -172,11 +173,14 @@ def pack(document: bytes, images: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
+def is_packed(stored: bytes) -> bool:
+    """Whether ``stored`` is a ``pack``: a rendering kept before images became files
+    is a bare HTML document (with ``data:`` images), rendered again when next viewed."""
+    return stored.startswith(b"PK")
+
+
 def unpack(stored: bytes) -> tuple[bytes, dict[str, bytes]]:
-    """``pack``'s inverse; a rendering stored before images were taken out (an HTML
-    document with ``data:`` images) comes back as is, without image files."""
-    if not stored.startswith(b"PK"):
-        return stored, {}
+    """``pack``'s inverse."""
     with zipfile.ZipFile(io.BytesIO(stored)) as z:
         images = {n[4:]: z.read(n) for n in z.namelist() if n.startswith("img/")}
         return z.read("index.html"), images

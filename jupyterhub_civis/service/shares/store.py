@@ -373,7 +373,7 @@ class ShareStore:
         """The owner of ``result_id`` when ``user`` may read it through ``share_id`` (one of
         the results the share's versions carry); ``ShareNotFound`` otherwise."""
         info = self.for_viewer(user, groups, share_id, now)
-        if not any(result_id in v.results for v in info.versions):
+        if not info.carries(result_id):
             raise ShareNotFound()
         return info.owner
 
