@@ -56,7 +56,8 @@ def make_jinja() -> jinja2.Environment:
             jinja2.PrefixLoader({"templates": jinja2.FileSystemLoader(hub)}),
         ]
     )
-    env = jinja2.Environment(loader=loader, autoescape=True)
+    # auto_reload off: templates are package data, never edited under a running service
+    env = jinja2.Environment(loader=loader, autoescape=True, auto_reload=False)
     env.filters["age"] = age
     env.filters["size"] = policy.format_bytes
     env.filters["count"] = count

@@ -195,3 +195,29 @@ async def test_audit_log_queues_views_and_commits_them_together(stores):
     audit.record(info.id, "late", "copy", 1)
     await audit.close()
     assert shares.events("ann", info.id, limit=1)[0].user == "late"
+
+
+def test_a_lookup_sees_every_change_made_by_another_replica_at_once(stores):
+    """Lookups are served from memory while the share row's stamp is unchanged; a change
+    made through another store on the same database (another replica) is seen by the
+    next lookup, even changes made at one clock reading."""
+    durable, here = stores
+    there = ShareStore(durable.session)
+    now = time.time()
+    info = here.create("ann", notebook=notebook(), audience=Audience(users=frozenset({"cy"})),
+                       now=now)
+    assert here.lookup(info.id).audience.users == {"cy"}
+    assert here.lookup(info.id) is not here.lookup(info.id)  # each caller its own copy
+
+    there.update("ann", info.id, audience=Audience(users=frozenset({"dee"})), now=now)
+    assert here.lookup(info.id).audience.users == {"dee"}
+    there.update("ann", info.id, audience=Audience(groups=frozenset({"g"})), now=now)
+    assert here.lookup(info.id).audience == Audience(groups=frozenset({"g"}))
+
+    there.add_version("ann", info.id, notebook(text="two"), now=now)
+    assert [v.number for v in here.lookup(info.id).versions] == [1, 2]
+
+    there.revoke("ann", info.id, now=now)
+    assert here.lookup(info.id).revoked is not None
+    with pytest.raises(ShareNotFound):
+        here.for_viewer("dee", {"g"}, info.id)

@@ -1,39 +1,49 @@
-"""The versions of recently opened shares, in memory.
+"""Recently opened shares, in memory, each kept with the stamp it was read at.
 
-A version never changes once published (its notebook, environment record and the
-results it carries are fixed), and a share only ever gains versions. So a share's
-version list read once stays right for as long as its latest version number is the
-same, which the database answers from its primary-key index alone. Reading the list
-itself is what is worth saving: on SQLite, a version's columns after its notebook
-bytes are reached by walking those bytes' overflow pages (megabytes per view).
+A viewer's three requests (page, rendering, first image) each decide access from
+the share's row, so reading a share is the service's hottest query. What is cached
+stays right because every change to a share moves a stamp forward:
+
+- a share's version list, stamped with its latest version number: a version never
+  changes once published and a share only ever gains versions. Reading the list is
+  worth saving: on SQLite, a version's columns after its notebook bytes are reached
+  by walking those bytes' overflow pages (megabytes per read);
+- a whole ``ShareInfo``, stamped with the share row's ``updated``, which every
+  change (audience, expiry, title, revocation, a new version) moves strictly
+  forward (``store.touch``). A lookup then costs one primary-key read of that
+  column, on every replica, so a change made on another replica is seen at once.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
 
-from jupyterhub_civis.service.shares.info import VersionInfo
+T = TypeVar("T")
 
 
-class VersionCache:
+class StampedCache(Generic[T]):
+    """Values by share id, each valid for exactly the stamp it was stored with."""
+
     def __init__(self, max_shares: int = 4096):
         self.max_shares = max_shares
-        self._items: OrderedDict[str, list[VersionInfo]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[Hashable, T]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, share_id: str, latest: int) -> list[VersionInfo] | None:
-        """The versions of ``share_id`` if they are cached up to ``latest`` exactly."""
+    def get(self, share_id: str, stamp: Hashable) -> T | None:
+        """The value kept for ``share_id`` if it was stored at ``stamp``; else None."""
         with self._lock:
-            versions = self._items.get(share_id)
-            if versions is None or (versions[-1].number if versions else 0) != latest:
+            item = self._items.get(share_id)
+            if item is None or item[0] != stamp:
                 return None
             self._items.move_to_end(share_id)
-            return versions
+            return item[1]
 
-    def put(self, share_id: str, versions: list[VersionInfo]) -> None:
+    def put(self, share_id: str, stamp: Hashable, value: T) -> None:
         with self._lock:
-            self._items[share_id] = versions
+            self._items[share_id] = (stamp, value)
             self._items.move_to_end(share_id)
             while len(self._items) > self.max_shares:
                 self._items.popitem(last=False)

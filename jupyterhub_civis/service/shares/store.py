@@ -8,6 +8,7 @@ Every method is blocking; handlers call them from the service's I/O pool.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from jupyterhub_civis.service.models import Pin, Result
 from jupyterhub_civis.service.shares import policy
-from jupyterhub_civis.service.shares.cache import VersionCache
+from jupyterhub_civis.service.shares.cache import StampedCache
 from jupyterhub_civis.service.shares.info import Event, ShareInfo, VersionInfo
 from jupyterhub_civis.service.shares.models import (
     Share,
@@ -30,6 +31,16 @@ from jupyterhub_civis.service.shares.models import (
 
 class ShareNotFound(Exception):
     """Missing, not for the caller, revoked, expired or mistyped: never told apart."""
+
+
+def touch(row: Share, now: float) -> None:
+    """Mark a change of ``row``: ``updated`` moves strictly forward, even for two
+    changes at one clock reading, since the share cache is validated by it."""
+    row.updated = max(now, row.updated + 1e-6) if row.updated is not None else now
+
+
+#: the stamp a cached share is checked against (``cache``): one primary-key read
+_STAMP = sa.select(Share.updated).where(Share.id == sa.bindparam("share_id"))
 
 
 def set_audience(s: Session, share_id: str, audience: policy.Audience) -> None:
@@ -77,14 +88,15 @@ def add_version(
         s.add(ShareResult(share_id=row.id, number=number, result_id=rid))
         if rid not in pinned:
             s.add(Pin(result_id=rid, ref=ref, server="", created=now))
-    row.updated = now
+    touch(row, now)
     return [rid for rid in wanted if rid not in held]
 
 
 class ShareStore:
     def __init__(self, session_factory):
         self.session = session_factory
-        self.version_cache = VersionCache()
+        self.version_cache: StampedCache[list[VersionInfo]] = StampedCache()
+        self.info_cache: StampedCache[ShareInfo] = StampedCache()
 
     # -- reading rows
     def _audience(self, s: Session, share_id: str) -> tuple[set[str], set[str]]:
@@ -264,7 +276,7 @@ class ShareStore:
                 row.expires = expires
             if title is not None:
                 row.title = title
-            row.updated = now
+            touch(row, now)
             s.flush()
             return self._info(s, row)
 
@@ -276,7 +288,7 @@ class ShareStore:
             row = self._owned(s, owner, share_id)
             if row.revoked is None:
                 row.revoked = now
-                row.updated = now
+                touch(row, now)
             s.execute(sa.delete(Pin).where(Pin.ref == policy.pin_ref(row.id)))
             return self._info(s, row)
 
@@ -293,17 +305,29 @@ class ShareStore:
 
     def lookup(self, share_id: str) -> ShareInfo:
         """The share whoever asks (``ShareNotFound`` if there is none): the caller
-        decides access with ``policy.may_view``."""
+        decides access with ``policy.may_view``. Read afresh only when it changed."""
+        if not policy.valid_share_id(share_id):
+            raise ShareNotFound()
         with self.session() as s:
-            row = self._row(s, share_id)
-            latest = s.scalar(
-                sa.select(sa.func.max(ShareVersion.number)).where(ShareVersion.share_id == row.id)
-            )
-            versions = self.version_cache.get(row.id, latest or 0)
-            if versions is None:
-                versions = self._versions(s, row.id)
-                self.version_cache.put(row.id, versions)
-            return self._info(s, row, versions=versions)
+            stamp = s.connection().scalar(_STAMP, {"share_id": share_id})
+            if stamp is None:
+                raise ShareNotFound()
+            info = self.info_cache.get(share_id, stamp)
+            if info is None:
+                info = self._read(s, share_id)
+                self.info_cache.put(share_id, info.updated, info)
+        return dataclasses.replace(info)  # the caller's own: it may fill missing_results
+
+    def _read(self, s: Session, share_id: str) -> ShareInfo:
+        row = self._row(s, share_id)
+        latest = s.scalar(
+            sa.select(sa.func.max(ShareVersion.number)).where(ShareVersion.share_id == row.id)
+        )
+        versions = self.version_cache.get(row.id, latest or 0)
+        if versions is None:
+            versions = self._versions(s, row.id)
+            self.version_cache.put(row.id, latest or 0, versions)
+        return self._info(s, row, versions=versions)
 
     def owned(self, owner: str, share_id: str) -> ShareInfo:
         with self.session() as s:
