@@ -16,16 +16,26 @@ opened this notebook's link: the viewer page ``s/<id>``, its rendering
 in the first section (``render/img/<sha256>.png``). The rendering's other images are
 ``loading="lazy"`` thousands of pixels below and were not fetched; the hub's own
 static files (versioned URLs, cached by the browser) are not the service's and are
-left out. Each viewer is a ``requests.Session`` (one kept-alive connection, gzip as
-a browser asks for it) and checks it got the whole document: the first viewer
-inflates it and finds "Section 49" (and the first section's image); every later
-viewer's bytes must equal those by SHA-256 (else they are inflated and checked in
-full), so the client does not spend the machine's CPU inflating 4.3 MB per viewer.
+left out. Each viewer is one kept-alive ``http.client`` connection asking for gzip
+as a browser does: the viewers run on the machine they measure, so the client is
+the lightest the standard library has (a ``requests.Session`` per viewer cost ~10 ms
+of CPU per view, more than the service). Each checks it got the whole document: the
+first viewer inflates it and finds "Section 49" (and the first section's image);
+every later viewer's bytes must equal those by SHA-256 (else they are inflated and
+checked in full), so the client does not spend the machine's CPU inflating 4.3 MB
+per viewer.
+
+The viewers come as one burst of identities new to the service (each token asked of
+the hub), then ``--bursts`` bursts of returning viewers (identity cached); the p95
+is over every returning view. Each burst prints the CPU it cost per view, by
+process (client, hub, proxy, service): on two cores, that is where the time goes.
 
 The last line is
 ``view_vs_render=<ratio> copy_vs_spawn=<ratio> viewers_ok=<ok>/<n> viewers_p95_ms=<ms>``.
 
-    .venv/bin/python bench/share.py [--runs 5] [--copies 3] [--viewers 100]
+    .venv/bin/python bench/share.py [--runs 5] [--copies 3] [--viewers 100] [--bursts 3]
+
+``--copies 0`` leaves out the copies (views only).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import argparse
 import base64
 import concurrent.futures
 import hashlib
+import http.client
 import os
 import re
 import statistics
@@ -42,7 +53,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import nbconvert
 import nbformat
@@ -79,12 +90,6 @@ def timed(fn):
     return time.perf_counter() - started
 
 
-def viewer_session(token: str) -> requests.Session:
-    session = requests.Session()
-    session.headers["Authorization"] = f"token {token}"
-    return session
-
-
 class Reference:
     """The rendering as the first viewer received it, checked in full: later viewers'
     bytes (the service gzips a version once) are compared with it by digest, so the
@@ -94,23 +99,66 @@ class Reference:
     images: list[str] = []
 
 
-def view(base: str, sid: str, session: requests.Session) -> None:
-    """The first screen of the link, as Chromium loads it (see the module's docstring)."""
-    r = session.get(f"{base}s/{sid}", timeout=60)
-    assert r.status_code == 200, r.status_code
-    r = session.get(f"{base}s/{sid}/render?v=1", timeout=60, stream=True)
-    assert r.status_code == 200, r.status_code
-    wire = r.raw.read(decode_content=False)
-    if hashlib.sha256(wire).digest() != Reference.digest:
-        body = zlib.decompress(wire, wbits=47) if r.headers.get("Content-Encoding") else wire
-        assert b"Section 49" in body, "the rendering is incomplete"
-        first_section = body[: body.index(b"Section 1<")]
-        Reference.images = [urljoin(r.url, src.decode()) for src in dict.fromkeys(
-            re.findall(rb'<img [^>]*src="([^"]+)"', first_section))]
-        Reference.digest = hashlib.sha256(wire).digest()
-    for url in Reference.images:
-        image = session.get(url, timeout=60)
-        assert image.status_code == 200 and image.content, image.status_code
+def view(base: str, sid: str, token: str) -> None:
+    """The first screen of the link, as Chromium loads it (see the module's docstring),
+    over one kept-alive connection."""
+    url = urlsplit(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    headers = {"Authorization": f"token {token}", "Accept-Encoding": "gzip, deflate"}
+
+    def get(path: str) -> tuple[bytes, http.client.HTTPResponse]:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()  # as sent: http.client does not inflate
+        assert response.status == 200, (path, response.status)
+        return body, response
+
+    try:
+        get(f"{url.path}s/{sid}")
+        wire, response = get(f"{url.path}s/{sid}/render?v=1")
+        if hashlib.sha256(wire).digest() != Reference.digest:
+            gzipped = response.getheader("Content-Encoding") == "gzip"
+            body = zlib.decompress(wire, wbits=47) if gzipped else wire
+            assert b"Section 49" in body, "the rendering is incomplete"
+            first_section = body[: body.index(b"Section 1<")]
+            rendering = f"{url.path}s/{sid}/render"
+            Reference.images = [urljoin(rendering, src.decode()) for src in dict.fromkeys(
+                re.findall(rb'<img [^>]*src="([^"]+)"', first_section))]
+            Reference.digest = hashlib.sha256(wire).digest()
+        for path in Reference.images:
+            image, _ = get(path)
+            assert image, path
+    finally:
+        conn.close()
+
+
+def cpu_seconds(hub_pid: int) -> dict[str, float]:
+    """CPU time (user + system) so far of the hub and the processes it started (proxy,
+    service, servers), by part, and of this client: where a burst of viewers spends
+    the machine's cores."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        stats[int(stat.parent.name)] = (int(fields[1]), cmdline, int(fields[11]) + int(fields[12]))
+    family, grew = {hub_pid}, True
+    while grew:
+        grown = family | {pid for pid, (ppid, _, _) in stats.items() if ppid in family}
+        family, grew = grown, grown != family
+    parts: dict[str, float] = {}
+    for pid in family & stats.keys():
+        _, cmdline, ticks = stats[pid]
+        part = ("proxy" if b"http-proxy" in cmdline
+                else "service" if b"jupyterhub_civis" in cmdline
+                else "hub" if b"jupyterhub" in cmdline else "other")
+        parts[part] = parts.get(part, 0.0) + ticks / tick
+    own = os.times()
+    parts["client"] = own.user + own.system
+    return parts
 
 
 def render_from_scratch(raw: str) -> None:
@@ -163,6 +211,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--copies", type=int, default=3)
     parser.add_argument("--viewers", type=int, default=100)
+    parser.add_argument("--bursts", type=int, default=3)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="civis-bench-share-") as state:
@@ -185,35 +234,36 @@ def main() -> None:
             # 1. view (cached render) vs nbconvert from scratch, alternating
             viewer = viewers[0]
             viewer_token = hub.user_token(viewer)
-            one_viewer = viewer_session(viewer_token)
-            view(base, sid, one_viewer)  # the first view renders and caches
+            view(base, sid, viewer_token)  # the first view renders and caches
             views, renders = [], []
             for run in range(args.runs):
-                views.append(timed(lambda: view(base, sid, one_viewer)))
+                views.append(timed(lambda: view(base, sid, viewer_token)))
                 renders.append(timed(lambda: render_from_scratch(raw)))
                 print(f"run {run + 1}: view {views[-1] * 1000:.0f} ms, "
                       f"render {renders[-1] * 1000:.0f} ms", flush=True)
             view_ratio = statistics.median(views) / statistics.median(renders)
 
             # 2. open a copy vs start a named server in the same environment
-            session = login(hub, viewer)
-            # untimed: the environment's first server on this hub (a cold start that
-            # would fall on whichever side happened to run first)
-            spawn(hub, viewer, "warmup", viewer_token)
-            remove_servers(hub, viewer)
             copies, spawns = [], []
-            for run in range(args.copies):
-                xsrf = viewer_form(base, sid, session)  # the person is on the page: untimed
-                split: list = []
-                copies.append(
-                    timed(lambda x=xsrf, sp=split: open_copy(hub, base, sid, session, x, sp))
-                )
+            if args.copies:  # --copies 0: views only
+                session = login(hub, viewer)
+                # untimed: the environment's first server on this hub (a cold start that
+                # would fall on whichever side happened to run first)
+                spawn(hub, viewer, "warmup", viewer_token)
                 remove_servers(hub, viewer)
-                spawns.append(timed(lambda n=f"plain{run}": spawn(hub, viewer, n, viewer_token)))
-                remove_servers(hub, viewer)
-                print(f"copy {run + 1}: open a copy {copies[-1]:.2f} s (service answered the "
-                      f"form after {split[0]:.2f} s), spawn {spawns[-1]:.2f} s", flush=True)
-            copy_ratio = statistics.median(copies) / statistics.median(spawns)
+                for run in range(args.copies):
+                    xsrf = viewer_form(base, sid, session)  # the person is on the page: untimed
+                    split: list = []
+                    copies.append(
+                        timed(lambda x=xsrf, sp=split: open_copy(hub, base, sid, session, x, sp))
+                    )
+                    remove_servers(hub, viewer)
+                    spawns.append(timed(lambda n=f"plain{run}": spawn(hub, viewer, n, viewer_token)))
+                    remove_servers(hub, viewer)
+                    print(f"copy {run + 1}: open a copy {copies[-1]:.2f} s (service answered the "
+                          f"form after {split[0]:.2f} s), spawn {spawns[-1]:.2f} s", flush=True)
+            copy_ratio = (statistics.median(copies) / statistics.median(spawns)
+                          if copies else float("nan"))
 
             # 3. concurrent viewers, each a user of their own: first as never seen by the
             # service (each token's identity asked of the hub), then as returning viewers
@@ -221,33 +271,44 @@ def main() -> None:
 
             def one(token):
                 try:
-                    return timed(lambda: view(base, sid, viewer_session(token)))
+                    return timed(lambda: view(base, sid, token))
                 except Exception as e:
                     print(f"  viewer failed: {e}", file=sys.stderr)
                     return None
 
             def burst():
+                before = cpu_seconds(hub.process.pid)
                 with concurrent.futures.ThreadPoolExecutor(len(tokens)) as pool:
                     times = list(pool.map(one, tokens))
-                ok = [t for t in times if t is not None]
-                p95 = statistics.quantiles(ok, n=20)[-1] * 1000 if len(ok) > 1 else float("nan")
-                return ok, p95
+                after = cpu_seconds(hub.process.pid)
+                print("  CPU per view (ms): " + ", ".join(
+                    f"{part} {(after[part] - before.get(part, 0.0)) * 1000 / len(tokens):.1f}"
+                    for part in sorted(after)), flush=True)
+                return [t for t in times if t is not None]
 
-            cold_ok, cold_p95 = burst()
-            ok, p95 = burst()
+            def p95_ms(times):
+                return statistics.quantiles(times, n=20)[-1] * 1000 if len(times) > 1 else float("nan")
+
+            cold = burst()
             print(f"{len(tokens)} viewers at once, identities new to the service: "
-                  f"{len(cold_ok)}/{len(tokens)} served, p95 {cold_p95:.0f} ms")
-            print(f"{len(tokens)} viewers at once, returning (identity cached): "
-                  f"{len(ok)}/{len(tokens)} served, p95 {p95:.0f} ms")
+                  f"{len(cold)}/{len(tokens)} served, p95 {p95_ms(cold):.0f} ms", flush=True)
+            returning, served = [], []
+            for _ in range(args.bursts):
+                times = burst()
+                returning += times
+                served.append(len(times))
+                print(f"{len(tokens)} viewers at once, returning (identity cached): "
+                      f"{len(times)}/{len(tokens)} served, p95 {p95_ms(times):.0f} ms", flush=True)
             print(f"view (page + cached render + first image), median: {statistics.median(views) * 1000:.0f} ms")
             print(f"nbconvert from scratch, median: {statistics.median(renders) * 1000:.0f} ms")
-            print(f"open a copy, median: {statistics.median(copies):.2f} s; "
-                  f"named server spawn, median: {statistics.median(spawns):.2f} s")
+            if copies:
+                print(f"open a copy, median: {statistics.median(copies):.2f} s; "
+                      f"named server spawn, median: {statistics.median(spawns):.2f} s")
             load1, load5, load15 = os.getloadavg()
             print(f"load average (1, 5, 15 min): {load1:.1f} {load5:.1f} {load15:.1f} "
                   f"on {os.cpu_count()} cores")
             print(f"view_vs_render={view_ratio:.3f} copy_vs_spawn={copy_ratio:.2f} "
-                  f"viewers_ok={len(ok)}/{len(tokens)} viewers_p95_ms={p95:.0f}")
+                  f"viewers_ok={min(served)}/{len(tokens)} viewers_p95_ms={p95_ms(returning):.0f}")
         finally:
             stop_hub(hub)
 
