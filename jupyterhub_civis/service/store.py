@@ -150,10 +150,22 @@ class DurableStore:
         with self.session.begin() as s:
             s.execute(sa.update(Upload).where(Upload.id == upload_id).values(heartbeat=time.time()))
 
-    def forget_upload(self, upload_id: str) -> None:
-        self._delete_blob(upload_id)
+    def forget_upload(self, upload_id: str, stale_before: float | None = None) -> bool:
+        """Drop an upload that never became a result: its row, then its blob.
+
+        With ``stale_before`` (cleanup), only while its heartbeat is still older than
+        that, decided in the same statement that deletes the row: an upload that
+        committed (or reported) since cleanup listed it keeps its blob. A crash
+        between the two steps leaves a blob of nobody's, which cleanup sweeps."""
+        stmt = sa.delete(Upload).where(Upload.id == upload_id)
+        if stale_before is not None:
+            stmt = stmt.where(Upload.heartbeat < stale_before)
         with self.session.begin() as s:
-            s.execute(sa.delete(Upload).where(Upload.id == upload_id))
+            gone = s.execute(stmt).rowcount
+        if stale_before is not None and gone != 1:
+            return False
+        self._delete_blob(upload_id)
+        return True
 
     def commit_upload(
         self,
@@ -365,9 +377,8 @@ class DurableStore:
         with self.session() as s:
             uploads = list(s.execute(sa.select(Upload.id, Upload.heartbeat)))
         stale = policy.stale_uploads(uploads, now=now, stale_after=self.upload_stale_after)
-        for uid in stale:
-            self.forget_upload(uid)
-        removed = list(stale)
+        cutoff = now - self.upload_stale_after
+        removed = [uid for uid in stale if self.forget_upload(uid, stale_before=cutoff)]
         try:
             names = self.fs.ls(self.root, detail=False, refresh=True)
         except TypeError:

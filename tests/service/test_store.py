@@ -1,6 +1,7 @@
 """The durable store directly: migrations keep data, atomic uploads, orphan cleanup,
 retention — with SQLite + a local folder and with PostgreSQL + s3:// (moto)."""
 
+import time
 import uuid
 
 import pytest
@@ -87,6 +88,25 @@ def test_interrupted_upload_is_invisible_and_cleaned(make_store):
     assert not s.blob_exists(up.id) and not s.blob_exists(orphan)
     with s.session() as sess:
         assert sess.execute(sa.text("select count(*) from civis_uploads")).scalar() == 0
+
+
+def test_an_upload_that_commits_while_cleanup_judges_it_stale_keeps_its_blob(make_store):
+    """Cleanup lists an upload whose heartbeat is stale, the writer commits it, then
+    cleanup gets to it: the committed result keeps its bytes (the stale check is made
+    again in the statement that deletes the upload's row)."""
+    s = make_store(upload_stale_after=300)
+    up = s.begin_upload("alice")
+    body = arrow_stream(100)
+    up.write(body)
+    listed_at = time.time() + 600  # as cleanup would see it: stale
+    info = s.commit_upload(up, key="k", sql="", connection="", rows=1)
+    assert s.forget_upload(up.id, stale_before=listed_at - 300) is False
+    assert read(s, info.id) == body
+    # one that really stayed stale goes, row and blob
+    dead = s.begin_upload("alice")
+    dead.write(body[:500])
+    assert s.forget_upload(dead.id, stale_before=time.time() + 1) is True
+    assert not s.blob_exists(dead.id)
 
 
 def test_live_upload_survives_cleanup(make_store):
